@@ -1,0 +1,84 @@
+"""Image decoding and colour-mode normalisation. No torch here: the API uses it too.
+
+Every path that turns bytes into pixels goes through `decode_image` then `to_rgb`, so an upload is
+judged the same way by the API, the TorchServe handler, the KServe predictor and the index builder.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fashion_clip.errors import InvalidImage, UnsupportedMediaType
+
+# Formats a catalog photo realistically comes in. Anything else Pillow can open (EPS, ICNS, ...) is
+# refused rather than handed to a rarely exercised decoder.
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+
+# Pillow warns at MAX_IMAGE_PIXELS and raises at twice that. We make the warning an error too:
+# a 90-megapixel garment photo is not a real request.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode bytes into a fully loaded PIL image, or raise a domain error saying why not."""
+    if not data:
+        raise InvalidImage("The image is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise UnsupportedMediaType(
+                    f"Unsupported image format {image.format}; send one of "
+                    f"{', '.join(sorted(ALLOWED_FORMATS))}."
+                )
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidImage(
+                    f"The image is {width}x{height} pixels, over the limit of {max_pixels} pixels."
+                )
+            image.load()
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaType("The data is not an image Pillow can identify.") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImage(f"The image is too large to decode safely: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow raises OSError("image file is truncated ...") and friends for broken data.
+        raise InvalidImage(f"The image could not be decoded: {exc}") from exc
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation and convert any mode to 8-bit RGB.
+
+    Transparent pixels become white, which is what a catalog photo's cut-out background means;
+    16-bit and float greyscale are rescaled rather than clipped.
+    """
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
+        if mode == "F" and array.max() <= 1.0:
+            peak = 1.0
+        grey = np.clip(array / peak * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """`decode_image` then `to_rgb`: the one way bytes become model input pixels."""
+    return to_rgb(decode_image(data, max_pixels=max_pixels))

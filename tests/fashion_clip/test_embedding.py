@@ -1,0 +1,105 @@
+"""The embedding core on the tiny CLIP: open_clip's transform and model, unit vectors, precisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from fashion_clip.embedding import ClipEmbedder, resolve_precision
+from fashion_clip.errors import InvalidInput
+from fashion_clip.images import to_rgb
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_model: Path) -> ClipEmbedder:
+    return ClipEmbedder(tiny_model, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Image.Image]:
+    rng = np.random.default_rng(7)
+    sizes = [(256, 256), (320, 200), (180, 400), (224, 224), (64, 90)]
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+def test_preprocessing_is_open_clips_eval_transform(embedder: ClipEmbedder, tiny_model: Path, images):
+    _, _, reference = open_clip.create_model_and_transforms(f"local-dir:{tiny_model}")
+    expected = torch.stack([reference(image) for image in images])
+    assert torch.equal(embedder.preprocess(images), expected)
+    assert tuple(expected.shape) == (5, 3, 224, 224)
+
+
+def test_vectors_equal_open_clips_own_model(embedder: ClipEmbedder, tiny_model: Path, images):
+    """Loading on the meta device with assigned safetensors gives exactly open_clip's model."""
+    reference = open_clip.create_model(f"local-dir:{tiny_model}").eval()
+    with torch.no_grad():
+        expected = reference.encode_image(embedder.preprocess(images))
+    expected = torch.nn.functional.normalize(expected, dim=-1).numpy()
+    np.testing.assert_allclose(embedder.encode_images(images), expected, atol=1e-6)
+
+
+def test_image_vectors_are_unit_float32_of_model_dim(embedder: ClipEmbedder, images):
+    vectors = embedder.encode_images(images)
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (5, 64)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_text_vectors_are_unit_and_match_image_dim(embedder: ClipEmbedder):
+    vectors = embedder.encode_texts(["red summer dress", "black leather boots"])
+    assert vectors.shape == (2, embedder.dim) == (2, 64)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_a_batch_equals_the_same_images_one_by_one(embedder: ClipEmbedder, images):
+    batch = embedder.encode_images(images)
+    single = np.concatenate([embedder.encode_images([image]) for image in images])
+    np.testing.assert_allclose(batch, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_agrees_with_fp32(embedder, tiny_model: Path, images, precision: str):
+    other = ClipEmbedder(tiny_model, precision=precision)
+    assert other.precision == precision
+    cosine = (embedder.encode_images(images) * other.encode_images(images)).sum(axis=1)
+    assert cosine.min() >= 0.999, cosine
+    texts = ["a striped shirt", "blue jeans"]
+    text_cosine = (embedder.encode_texts(texts) * other.encode_texts(texts)).sum(axis=1)
+    assert text_cosine.min() >= 0.999, text_cosine
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "CMYK", "I;16", "L", "1"])
+def test_every_image_mode_encodes(embedder: ClipEmbedder, mode: str):
+    if mode == "I;16":
+        image = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype("<u2"))
+    else:
+        image = Image.new("RGB", (64, 64), (200, 30, 40)).convert(mode)
+    vector = embedder.encode_images([to_rgb(image)])
+    assert vector.shape == (1, 64)
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
+def test_empty_text_is_refused(embedder: ClipEmbedder):
+    with pytest.raises(InvalidInput, match="non-empty strings"):
+        embedder.encode_texts(["  "])
+
+
+def test_info_reports_the_manifest(embedder: ClipEmbedder):
+    info = embedder.info()
+    assert info["model"] == "tiny-clip"
+    assert info["dim"] == 64
+    assert info["untrained"] is True
+    assert info["precision"] == "fp32"
+    assert info["model_id"] == f"tiny-clip@{info['weights_sha256'][:12]}"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8")
+    assert resolve_precision("auto") in ("bf16", "fp32")
