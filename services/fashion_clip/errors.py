@@ -33,3 +33,14 @@ class InvalidInput(FashionClipError):
 
     status = 400
     code = "invalid_input"
+
+
+class ModelServerUnavailable(FashionClipError):
+    """The model server is down, slow past the timeout, or answered with a server error."""
+
+    status = 503
+    code = "model_server_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
