@@ -24,16 +24,25 @@ AGGREGATED = "Aggregated"
 DPI = 110
 
 
+# Plain numbers (1, 10, 100) on log axes rather than powers of ten.
+PLAIN = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+
+
 def _colors(names: list[str]) -> dict[str, str]:
     palette = plt.get_cmap("tab10").colors
     return {name: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, name in enumerate(names)}
 
 
-def _slo_line(ax: plt.Axes, slo_ms: float | None, vertical: bool = False) -> None:
+def _slo_line(ax: plt.Axes, slo_ms: float | None, data_max: float, vertical: bool = False) -> None:
+    """The SLO as a dashed line, unless it lies far above the data: then only named in the legend,
+    so a generous bound does not squash every request into the bottom of the plot."""
     if slo_ms is None:
         return
-    style = {"color": "crimson", "linestyle": "--", "linewidth": 1.2, "label": f"SLO p95 {slo_ms:g} ms"}
-    (ax.axvline if vertical else ax.axhline)(slo_ms, **style)
+    style = {"color": "crimson", "linestyle": "--", "linewidth": 1.2}
+    if slo_ms > 3 * data_max:
+        ax.plot([], [], label=f"SLO p95 {slo_ms:g} ms (off the scale)", **style)
+        return
+    (ax.axvline if vertical else ax.axhline)(slo_ms, label=f"SLO p95 {slo_ms:g} ms", **style)
 
 
 def latency_over_time(
@@ -63,13 +72,15 @@ def latency_over_time(
         # Locust's rolling percentiles are N/A or 0 until its window holds two snapshots.
         line = history[(history["Name"] == name) & (pd.to_numeric(history["95%"], errors="coerce") > 0)]
         top.plot(line["Timestamp"] - start, line["95%"], color=colors[name], linewidth=2, label=f"{name} p95")
-    _slo_line(top, slo_ms)
-    top.set_ylabel("latency (ms)")
     highest = float(requests["response_time_ms"].max()) if len(requests) else 1.0
-    top.set_ylim(0, max(highest, slo_ms or 0.0) * 1.1)
+    _slo_line(top, slo_ms, highest)
+    # Log scale: a tail ten times the median stays on the plot without squashing the median.
+    top.set_yscale("log")
+    top.yaxis.set_major_formatter(PLAIN)
+    top.set_ylabel("latency (ms, log scale)")
     top.grid(alpha=0.3)
     top.legend(loc="upper left", fontsize=8)
-    top.set_title(title or "Latency over time (dots: requests; lines: Locust's rolling p95)")
+    top.set_title(title or "Latency over time (dots: requests, x: failed; lines: Locust's rolling p95)")
 
     total = history[history["Name"] == AGGREGATED]
     bottom.step(total["Timestamp"] - start, total["User Count"], where="post", color="black", label="users")
@@ -104,7 +115,9 @@ def latency_distribution(
     colors = _colors(names)
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     high = float(requests["response_time_ms"].max()) if len(requests) else 1.0
-    bins = np.linspace(0, high * 1.02 + 1e-9, 40)
+    low = max(float(requests["response_time_ms"].min()) if len(requests) else 0.1, 0.01)
+    # Log-spaced bins on a log axis: latency tails span decades.
+    bins = np.geomspace(low * 0.98, high * 1.02 + 1e-9, 50)
     for name in names:
         values = np.sort(requests.loc[requests["name"] == name, "response_time_ms"].to_numpy())
         p50, p95 = np.percentile(values, [50, 95])
@@ -113,19 +126,23 @@ def latency_distribution(
         cdf.step(
             values, share, where="post", color=colors[name], label=f"{name}: p50 {p50:.0f}, p95 {p95:.0f} ms"
         )
-    hist.set_xlabel("latency (ms)")
+    hist.set_xscale("log")
+    hist.xaxis.set_major_formatter(PLAIN)
+    hist.set_xlabel("latency (ms, log scale)")
     hist.set_ylabel("requests")
     hist.grid(alpha=0.3)
     hist.legend(fontsize=8)
     hist.set_title("How many requests took how long")
     cdf.axhline(0.95, color="gray", linewidth=0.8, linestyle=":")
-    _slo_line(cdf, slo_ms, vertical=True)
-    cdf.set_xlabel("latency (ms)")
+    _slo_line(cdf, slo_ms, high, vertical=True)
+    cdf.set_xscale("log")
+    cdf.xaxis.set_major_formatter(PLAIN)
+    cdf.set_xlabel("latency (ms, log scale)")
     cdf.set_ylabel("share of requests at or under")
     cdf.set_ylim(0, 1.02)
     cdf.grid(alpha=0.3)
     cdf.legend(fontsize=8, loc="lower right")
-    cdf.set_title("Cumulative share (p95 where a curve crosses the dotted line)")
+    cdf.set_title("Share of requests at or under a latency (dotted: 95%)")
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=DPI)
@@ -164,7 +181,7 @@ def latency_vs_users(
     quantiles = [rows.loc[rows["users"] == n, "response_time_ms"].quantile([0.5, 0.95]) for n in levels]
     ax.plot(range(len(levels)), [q[0.5] for q in quantiles], "o-", color="black", label="all: p50")
     ax.plot(range(len(levels)), [q[0.95] for q in quantiles], "s--", color="black", label="all: p95")
-    _slo_line(ax, slo_ms)
+    _slo_line(ax, slo_ms, float(rows["response_time_ms"].max()) if len(rows) else 1.0)
     ax.set_xticks(range(len(levels)), [str(n) for n in levels])
     ax.set_xlabel("concurrent users (requests in flight against the service)")
     ax.set_ylabel("latency (ms); boxes: p25-p75, whiskers p5-p95")
