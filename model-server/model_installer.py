@@ -162,9 +162,10 @@ def archive(model_dir: Path, model_store: Path, handler: Path = HANDLER) -> Path
 
     model_store = Path(model_store)
     model_store.mkdir(parents=True, exist_ok=True)
-    archiver = shutil.which("torch-model-archiver") or str(
-        Path(sys.executable).parent / "torch-model-archiver"
-    )
+    # The archiver installed beside this interpreter first: a `torch-model-archiver` elsewhere on
+    # PATH may belong to another environment.
+    beside = Path(sys.executable).parent / "torch-model-archiver"
+    archiver = str(beside) if beside.is_file() else shutil.which("torch-model-archiver") or str(beside)
     command = [
         archiver,
         "--model-name", MAR_NAME,
@@ -221,7 +222,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Progress (ours and open_clip's, which logs through the root logger) goes to stdout, so that
+    # on failure stderr holds exactly the one sentence saying what to do.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.captureWarnings(True)
     kind = "tiny" if args.tiny else "untrained" if args.untrained else "pretrained"
     try:
         model_dir = install(
