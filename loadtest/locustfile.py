@@ -31,6 +31,7 @@ import requests
 from locust import HttpUser, events, tag
 from locust.env import Environment
 from locust.exception import StopUser
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 logger = logging.getLogger("loadtest")
 
@@ -297,10 +298,33 @@ def _watch_requests(environment: Environment, **_: Any) -> None:
                 [f"{time.time():.3f}", name, request_type, f"{response_time:.3f}", ok, status, users]
             )
         limit = options.max_requests
-        if limit and not stopping and environment.stats.total.num_requests >= limit:
-            stopping = True
-            logger.info("--max-requests %d reached, shutting down", limit)
-            # From a fresh greenlet: this hook runs inside the user greenlet that quit() kills.
-            gevent.spawn(environment.runner.quit)
+        if limit and environment.stats.total.num_requests >= limit:
+            if not stopping:
+                stopping = True
+                logger.info("--max-requests %d reached, shutting down", limit)
+                # From a fresh greenlet: this hook runs inside a user greenlet, which quit() kills.
+                gevent.spawn(environment.runner.quit)
+            # Stop this user before it sends another request while the quit is under way.
+            raise StopUser()
 
     environment.events.request.add_listener(on_request)
+
+
+@events.quitting.add_listener
+def _write_final_csv(environment: Environment, **_: Any) -> None:
+    """Rewrite Locust's stats, failures and exceptions CSVs with the final numbers.
+
+    Locust rewrites them once a second while running and not at exit, so the last second of a run
+    is missing from them (locustio/locust#1806, #2299) while the HTML report has it.
+    """
+    options = environment.parsed_options
+    if options is None or not options.csv_prefix:
+        return
+    stats_csv = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (
+        ("_stats.csv", stats_csv.requests_csv),
+        ("_failures.csv", stats_csv.failures_csv),
+        ("_exceptions.csv", stats_csv.exceptions_csv),
+    ):
+        with open(f"{options.csv_prefix}{suffix}", "w", newline="") as handle:
+            write(csv.writer(handle))

@@ -321,8 +321,8 @@ def _stats(requests: pd.DataFrame, span: float) -> dict[str, Any]:
 def read_results(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-request log and Locust's stats history, after checking Locust wrote its files.
 
-    The numbers come from the per-request log: Locust writes its CSVs once a second, so the final
-    `locust_stats.csv` can miss the last second, and its percentiles are rounded (the HTML's are too).
+    The numbers come from the per-request log: the counts equal Locust's, and the percentiles are
+    exact where Locust's (CSV and HTML) are read from rounded buckets.
     """
     for path in (out / f"{CSV_PREFIX}_stats.csv", out / "report.html", out / "requests.csv"):
         if not path.is_file():
