@@ -11,4 +11,4 @@ demo: install ## Run model server, API and UI on 127.0.0.1 (installs the model, 
 
 ui: install ## Run only the Streamlit UI on 127.0.0.1:8501 (UI_PORT=...) against FRONTEND_API_URL (default http://127.0.0.1:8000)
 	$(PY) -m streamlit run frontend/app.py --server.headless=true --server.address=127.0.0.1 \
-		--server.port=$(UI_PORT) --browser.gatherUsageStats=false
+		--server.port=$(UI_PORT) --browser.gatherUsageStats=false --client.toolbarMode=viewer

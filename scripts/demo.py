@@ -232,6 +232,7 @@ def ensure_model(settings: DemoSettings) -> dict:
     installer = ROOT / "model-server" / "model_installer.py"
     manifest_path = model_dir / "manifest.json"
     places = ["--model-dir", str(model_dir), "--model-store", str(store)]
+    warned = False
     if manifest_path.is_file():
         logger.info("model: keeping the one in %s", model_dir)
     else:
@@ -251,6 +252,7 @@ def ensure_model(settings: DemoSettings) -> dict:
                     "(or python model-server/model_installer.py), then make demo again.",
                 ]
             )
+            warned = True
             if run_step("model", [sys.executable, installer, "--tiny", *places]) != 0:
                 raise DemoError("The model installer failed (see its output above).")
     manifest = json.loads(manifest_path.read_text())
@@ -267,7 +269,7 @@ def ensure_model(settings: DemoSettings) -> dict:
             raise DemoError(str(exc)) from exc
     model_id = f"{manifest['model_name']}@{manifest['weights_sha256'][:12]}"
     manifest["model_id"] = model_id
-    if manifest.get("untrained"):
+    if manifest.get("untrained") and not warned:
         loud(
             [
                 f"The model in {model_dir} ({model_id}) is UNTRAINED:",
@@ -283,6 +285,12 @@ def ensure_model(settings: DemoSettings) -> dict:
 # 2. Catalog and index ---------------------------------------------------------------------------
 
 
+def _entry_point(script: str, module: str) -> list[str | Path]:
+    """The project's console script beside this interpreter, or its module when not installed."""
+    path = Path(sys.executable).parent / script
+    return [path] if path.is_file() else [sys.executable, "-m", module]
+
+
 def ensure_index(settings: DemoSettings, model: dict) -> Path:
     data = settings.path(settings.data_dir)
     catalog_dir, index_dir = data / "catalog", data / "index"
@@ -293,20 +301,18 @@ def ensure_index(settings: DemoSettings, model: dict) -> Path:
             logger.info("index: %s is built for %s, keeping it", index_dir, built_for)
             return index_dir
         logger.info("index: built for %s, not %s: rebuilding", built_for, model["model_id"])
-    bin_dir = Path(sys.executable).parent
     if not (catalog_dir / "catalog.csv").is_file() and not (catalog_dir / "catalog.jsonl").is_file():
-        command = [
-            bin_dir / "fashion-clip-sample-catalog",
-            catalog_dir,
-            "--count",
-            str(settings.catalog_size),
-        ]
-        if run_step("catalog", [*command, "--force"]) != 0:
+        command = [*_entry_point("fashion-clip-sample-catalog", "fashion_clip.catalog.sample"), catalog_dir]
+        if run_step("catalog", [*command, "--force", "--count", str(settings.catalog_size)]) != 0:
             raise DemoError("Generating the sample catalog failed (see its output above).")
+    # Built in process with the same embedding core TorchServe runs, so the vectors agree.
     command = [
-        bin_dir / "fashion-clip-build-index",
+        *_entry_point("fashion-clip-build-index", "fashion_clip.index.build"),
         catalog_dir,
+        "--out",
         index_dir,
+        "--backend",
+        "local",
         "--model-dir",
         settings.path(settings.model_dir),
     ]
@@ -404,6 +410,7 @@ def start_ui(settings: DemoSettings, runtime: Path, procs: list[Proc]) -> None:
         f"--server.port={settings.ui_port}",
         "--server.fileWatcherType=none",
         "--browser.gatherUsageStats=false",
+        "--client.toolbarMode=viewer",
     ]
     env = {"FRONTEND_API_URL": f"http://{LOOPBACK}:{settings.api_port}"}
     proc = Proc("ui", command, runtime / "logs" / "ui.log", env, ROOT)
@@ -472,6 +479,7 @@ def watch(procs: list[Proc]) -> int:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="[demo] %(message)s", stream=sys.stdout)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness poll otherwise
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     try:

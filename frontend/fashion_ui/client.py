@@ -83,7 +83,7 @@ class ApiClient:
         return self._json("GET", "/info")
 
     def categories(self) -> list[str]:
-        return normalise_categories(self._json("GET", "/categories"))
+        return list(self._json("GET", "/categories")["categories"])
 
     def item(self, item_id: str) -> dict:
         return self._json("GET", f"/items/{quote(item_id, safe='')}")
@@ -167,45 +167,15 @@ def _error_from_response(response: httpx.Response) -> ApiError:
     return ApiError(message, status=response.status_code, code=code)
 
 
-def normalise_categories(body: Any) -> list[str]:
-    """`/categories` as a sorted list of names, whether it lists names or {"name", "count"} objects."""
-    if isinstance(body, dict):
-        body = body.get("categories", body.get("items", []))
-    if isinstance(body, dict):
-        # {"dress": 12, "shirt": 9}
-        return sorted(str(name) for name in body)
-    names: list[str] = []
-    for entry in body or []:
-        if isinstance(entry, str):
-            names.append(entry)
-        elif isinstance(entry, dict):
-            name = entry.get("name", entry.get("category"))
-            if name:
-                names.append(str(name))
-    return sorted(set(names))
-
-
 def is_untrained(info: dict) -> bool:
-    """Whether `/info` reports untrained weights, wherever the API nests the model's manifest."""
-    if info.get("untrained") is True:
-        return True
-    for section in ("model", "embedder", "index"):
-        value = info.get(section)
-        if isinstance(value, dict):
-            if value.get("untrained") is True:
-                return True
-            nested = value.get("model")
-            if isinstance(nested, dict) and nested.get("untrained") is True:
-                return True
-    return False
+    """`/info` says `untrained` when either the model served or the index's model is untrained."""
+    return bool(info.get("untrained"))
 
 
 def model_label(info: dict) -> str:
-    """The model identity to show (`ViT-B-32@1a2b3c4d5e6f`), wherever /info puts it."""
-    for source in (info, info.get("model"), info.get("embedder"), (info.get("index") or {}).get("model")):
-        if isinstance(source, dict):
-            for key in ("model_id", "model_name"):
-                if isinstance(source.get(key), str):
-                    return source[key]
-    model = info.get("model")
-    return model if isinstance(model, str) else "unknown model"
+    """The model identity to show (`ViT-B-32@1a2b3c4d5e6f`): what the model side serves, else the
+    model the index was built with (the model side may not have answered yet)."""
+    for source in (info.get("model"), (info.get("index") or {}).get("model")):
+        if isinstance(source, dict) and source.get("model_id"):
+            return str(source["model_id"])
+    return "unknown model"

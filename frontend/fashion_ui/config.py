@@ -34,6 +34,6 @@ def settings_error_message(exc: Exception) -> str:
         return str(exc)
     parts = []
     for error in errors():
-        field = ".".join(str(part) for part in error.get("loc", ()))
+        field = "__".join(str(part) for part in error.get("loc", ()))
         parts.append(f"FRONTEND_{field.upper()}: {error.get('msg', 'invalid value')}")
     return "; ".join(parts)

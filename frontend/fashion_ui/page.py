@@ -100,11 +100,11 @@ def show_api_error(exc: ApiError) -> None:
         st.error(exc.message, title=title, icon=":material/error:")
 
 
-def untrained_banner(model: str) -> None:
+def untrained_banner(info: dict) -> None:
     with st.container(key="untrained-banner"):
         st.warning(
-            f"The API serves `{model}`, whose weights are **untrained** (random): similarity results are "
-            f"not meaningful. {INSTALL_HINT}",
+            f"The API serves `{model_label(info)}`, whose weights are **untrained** (random): similarity "
+            f"results are not meaningful. {INSTALL_HINT}",
             title="Untrained model: results are not meaningful",
             icon=":material/warning:",
         )
@@ -126,22 +126,20 @@ def sidebar(info: dict, categories: list[str], settings: FrontendSettings) -> tu
 
 
 def _info_details(info: dict) -> list[str]:
+    index = info.get("index") or {}
     details = []
-    index = info.get("index") if isinstance(info.get("index"), dict) else {}
-    embedder = info.get("embedder") if isinstance(info.get("embedder"), dict) else {}
-    dim = info.get("dim") or index.get("dim")
-    count = info.get("item_count") or index.get("item_count")
-    backend = embedder.get("backend") or info.get("backend")
-    if dim:
-        details.append(f"dim {dim}")
-    if count is not None:
-        details.append(f"{count} items")
+    if index.get("dim"):
+        details.append(f"dim {index['dim']}")
+    if index.get("item_count") is not None:
+        details.append(f"{index['item_count']} items")
+    backend = (info.get("embedder") or {}).get("backend")
     if backend:
         details.append(f"embedder: {backend}")
     return details
 
 
-def query_inputs(api_url: str, timeout: float) -> None:
+def query_inputs(settings: FrontendSettings) -> None:
+    api_url, timeout = settings.api_url, settings.timeout_seconds
     photo, words = st.columns([3, 2], gap="large")
     with photo:
         st.file_uploader(
@@ -149,6 +147,7 @@ def query_inputs(api_url: str, timeout: float) -> None:
             type=UPLOAD_TYPES,
             key="upload",
             on_change=_on_upload,
+            max_upload_size=settings.max_upload_mb,
             help="A photo of a garment; the catalog's most similar items come back.",
         )
         samples = cached_samples(api_url, timeout, SAMPLE_COUNT)
@@ -294,10 +293,10 @@ def render(settings: FrontendSettings) -> None:
     client.ready()
     info = cached_info(settings.api_url, settings.timeout_seconds)
     if is_untrained(info):
-        untrained_banner(model_label(info))
+        untrained_banner(info)
     categories = cached_categories(settings.api_url, settings.timeout_seconds)
     k, category = sidebar(info, categories, settings)
-    query_inputs(settings.api_url, settings.timeout_seconds)
+    query_inputs(settings)
     st.divider()
     try:
         run_query(client, settings, k, category)
