@@ -247,13 +247,15 @@ generator derives the same names the same way.
 {{- toYaml $settings }}
 {{- end }}
 
-{{/* The container command of a component. */}}
-{{- define "fashion-clip.command" -}}
+{{/*
+The container's args (the image's CMD; its ENTRYPOINT, tini for the model server, stays in front).
+*/}}
+{{- define "fashion-clip.args" -}}
 {{- $values := get .root.Values .component }}
 {{- if eq .component "modelServer" }}
-{{- toJson (get $values $values.runtime).command }}
+{{- toJson (get $values $values.runtime).args }}
 {{- else }}
-{{- toJson $values.command }}
+{{- toJson $values.args }}
 {{- end }}
 {{- end }}
 
