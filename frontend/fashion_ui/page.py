@@ -173,10 +173,21 @@ def query_inputs(settings: FrontendSettings) -> None:
 def _image(api_url: str, timeout: float, item: dict, **kwargs: Any) -> None:
     image_url = item.get("image_url") or f"/items/{item['id']}/image"
     try:
-        st.image(cached_image(api_url, timeout, image_url), **kwargs)
+        image = cached_image(api_url, timeout, image_url)
     except ApiError as exc:
         # One missing picture should not take the whole grid down.
         st.caption(f"(image unavailable: {exc.message})")
+        return
+    _show_bytes(image, **kwargs)
+
+
+def _show_bytes(image: bytes, **kwargs: Any) -> None:
+    """st.image, or a caption when Streamlit cannot draw these bytes (a format browsers lack)."""
+    try:
+        st.image(image, **kwargs)
+    except Exception:  # Streamlit re-raises Pillow's errors of every kind
+        logger.warning("could not draw an image of %d bytes", len(image), exc_info=True)
+        st.caption("(no preview for this image)")
 
 
 def embedding_summary(prediction: dict) -> None:
@@ -231,6 +242,7 @@ def result_card(api_url: str, timeout: float, item: dict) -> None:
 
 
 def run_query(client: ApiClient, settings: FrontendSettings, k: int, category: str | None) -> None:
+    """Ask the API first and draw afterwards, so a refused query leaves no half-drawn section."""
     query = st.session_state.get("query")
     api_url, timeout = settings.api_url, settings.timeout_seconds
     if not query:
@@ -240,7 +252,6 @@ def run_query(client: ApiClient, settings: FrontendSettings, k: int, category: s
     if kind == "empty_text":
         st.info("Type a few words to search, e.g. “red summer dress”.")
         return
-    left, right = st.columns([1, 3], gap="large")
     if kind in ("upload", "sample"):
         if kind == "upload":
             upload = st.session_state.get("upload")
@@ -255,29 +266,39 @@ def run_query(client: ApiClient, settings: FrontendSettings, k: int, category: s
             filename, content_type = f"{query['id']}.jpg", None
             exclude = [query["id"]]  # the item itself would be its own best match
             label = query["title"]
-        with left:
-            st.subheader("Your photo" if kind == "upload" else "Catalog photo")
-            st.image(image, caption=label)
-            embedding_summary(cached_predict(api_url, timeout, image, filename, content_type))
+        prediction = cached_predict(api_url, timeout, image, filename, content_type)
         result = client.recommend(
             image, k=k, category=category, exclude=exclude, filename=filename, content_type=content_type
         )
+
+        def describe() -> None:
+            st.subheader("Your photo" if kind == "upload" else "Catalog photo")
+            _show_bytes(image, caption=label)
+            embedding_summary(prediction)
+
         heading = f"{len(result.get('items', []))} most similar items"
     elif kind == "text":
-        with left:
+        result = client.search(query["q"], k=k, category=category)
+
+        def describe() -> None:
             st.subheader("Your words")
             st.markdown(f"> {query['q']}")
-        result = client.search(query["q"], k=k, category=category)
+
         heading = f"{len(result.get('items', []))} items matching “{query['q']}”"
     elif kind == "similar":
-        with left:
+        result = client.similar(query["id"], k=k, category=category)
+
+        def describe() -> None:
             st.subheader("More like")
             _image(api_url, timeout, {"id": query["id"]}, caption=query["title"])
-        result = client.similar(query["id"], k=k, category=category)
+
         heading = f"{len(result.get('items', []))} items like “{query['title']}”"
     else:
         st.session_state["query"] = None
         return
+    left, right = st.columns([1, 3], gap="large")
+    with left:
+        describe()
     with right:
         st.subheader(heading + (f" in {category}" if category else ""))
         results_grid(api_url, timeout, result)
