@@ -1,0 +1,198 @@
+"""Fixtures for the API: a small sample-catalog index built with the tiny model, variants of it, and a
+factory that starts the real API (`python -m recommender` under uvicorn) on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from annoy import AnnoyIndex
+from procs import LOOPBACK, Server, free_port
+
+from fashion_clip.catalog.sample import generate_sample_catalog
+from fashion_clip.clients import EmbedderSettings, make_client
+from fashion_clip.index.build import build_annoy_index
+
+# Every category, few items each: 9 categories x 4 colours x 2 patterns = 72 items, 8 per category.
+COLORS = ("red", "navy", "black", "white")
+PATTERNS = ("solid", "stripes")
+PER_CATEGORY = len(COLORS) * len(PATTERNS)
+ADMIN_TOKEN = "test-admin-token-0123456789"
+UPLOAD_LIMIT = 300_000
+
+
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded sample catalog, trimmed to a subset of colours and patterns to keep builds quick."""
+    out = tmp_path_factory.mktemp("catalog") / "catalog"
+    metadata = generate_sample_catalog(out, count=360, seed=0)
+    with open(metadata, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames
+        rows = [row for row in reader if row["color"] in COLORS and row["pattern"] in PATTERNS]
+    with open(metadata, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+@pytest.fixture(scope="session")
+def index_bundle(catalog: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalog indexed with the tiny model (fp32) by the real builder. Read-only: copy to change."""
+    dest = tmp_path_factory.mktemp("index") / "index"
+    client = make_client(EmbedderSettings(backend="local", model_dir=tiny_model, precision="fp32"))
+    try:
+        build_annoy_index(catalog, dest, client, trees=20, progress=False)
+    finally:
+        asyncio.run(client.aclose())
+    return dest
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_bundle(
+    dest: Path, items: list[dict], vectors: np.ndarray, model: dict, images_from: Path | None = None
+) -> Path:
+    """A bundle written with Annoy directly, following docs/contracts.md: for shapes the builder
+    cannot make from the tiny model (another dimension, a subset of an existing index)."""
+    dest.mkdir(parents=True)
+    dim = vectors.shape[1]
+    index = AnnoyIndex(dim, "angular")
+    for position, vector in enumerate(vectors):
+        index.add_item(position, vector.tolist())
+    index.build(10)
+    index.save(str(dest / "index.ann"))
+    index.unload()
+    (dest / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    if images_from is not None:
+        shutil.copytree(images_from / "images", dest / "images")
+    manifest = {
+        "format_version": 1,
+        "model": {**model, "embed_dim": dim},
+        "dim": dim,
+        "metric": "angular",
+        "trees": 10,
+        "item_count": len(items),
+        "built_at": "2026-01-01T00:00:00+00:00",
+        "build_seconds": 0.0,
+        "files": {name: sha256(dest / name) for name in ("index.ann", "items.jsonl")},
+        "skipped": [],
+    }
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return dest
+
+
+def read_bundle(path: Path) -> tuple[list[dict], np.ndarray, dict]:
+    manifest = json.loads((path / "manifest.json").read_text())
+    items = [json.loads(line) for line in (path / "items.jsonl").read_text().splitlines()]
+    index = AnnoyIndex(manifest["dim"], "angular")
+    index.load(str(path / "index.ann"))
+    vectors = np.array([index.get_item_vector(i) for i in range(len(items))], dtype=np.float32)
+    index.unload()
+    return items, vectors, manifest
+
+
+@pytest.fixture(scope="session")
+def half_bundle(index_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model, every other item: a different, valid bundle to swap in."""
+    items, vectors, manifest = read_bundle(index_bundle)
+    model = {k: v for k, v in manifest["model"].items() if k != "embed_dim"}
+    return write_bundle(
+        tmp_path_factory.mktemp("half") / "index", items[::2], vectors[::2], model, images_from=index_bundle
+    )
+
+
+@pytest.fixture(scope="session")
+def other_model_bundle(index_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same vectors, but the manifest says another model made them."""
+    items, vectors, manifest = read_bundle(index_bundle)
+    model = {**manifest["model"], "model_id": "other-clip@0123456789ab", "model_name": "other-clip"}
+    model.pop("embed_dim")
+    return write_bundle(tmp_path_factory.mktemp("other-model") / "index", items, vectors, model)
+
+
+@pytest.fixture(scope="session")
+def other_dim_bundle(index_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32-dimensional vectors under the tiny model's own id: the dimension alone disagrees."""
+    items, _, manifest = read_bundle(index_bundle)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(items), 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model = {k: v for k, v in manifest["model"].items() if k != "embed_dim"}
+    return write_bundle(tmp_path_factory.mktemp("other-dim") / "index", items, vectors, model)
+
+
+@dataclass
+class Api:
+    server: Server
+    url: str
+
+    def client(self, timeout: float = 60.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.server.proc.pid, sig)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def api_env(index_dir: Path, model_dir: Path | None = None, **overrides: str) -> dict[str, str]:
+    env = {
+        "RECOMMENDER_HOST": LOOPBACK,
+        "RECOMMENDER_INDEX_DIR": str(index_dir),
+        "RECOMMENDER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+        "RECOMMENDER_EMBEDDER__BACKEND": "local",
+        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",
+        "RECOMMENDER_EMBEDDER__THREADS": "1",  # the test machine's cores are shared
+    }
+    if model_dir is not None:
+        env["RECOMMENDER_EMBEDDER__MODEL_DIR"] = str(model_dir)
+    env.update(overrides)
+    return env
+
+
+def start_api(log_dir: Path, env: dict[str, str], ready: bool = True) -> Api:
+    """`python -m recommender` on a free loopback port; waits for /readyz 200 (or /healthz)."""
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    server = Server(
+        [sys.executable, "-m", "recommender"],
+        log_dir / f"api-{port}.log",
+        env={**env, "RECOMMENDER_PORT": str(port)},
+        cwd=log_dir,
+    )
+    try:
+        server.wait_http(f"{url}/readyz" if ready else f"{url}/healthz", timeout=120)
+    except BaseException:
+        server.stop()
+        raise
+    return Api(server, url)
+
+
+@pytest.fixture(scope="module")
+def local_api(
+    tmp_path_factory: pytest.TempPathFactory, index_bundle: Path, tiny_model: Path
+) -> Iterator[Api]:
+    """The API with the tiny model in process over the sample index, admin routes on."""
+    api = start_api(
+        tmp_path_factory.mktemp("local-api"),
+        api_env(index_bundle, tiny_model, RECOMMENDER_ADMIN_TOKEN=ADMIN_TOKEN),
+    )
+    yield api
+    api.server.stop(signal.SIGTERM)
