@@ -246,7 +246,7 @@ def generate_sample_catalog(
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(
-            f"{out_dir} exists and is not empty; pass overwrite=True (--force) to replace it"
+            f"{out_dir} exists and is not empty; pass --force (overwrite=True) to replace it"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
@@ -280,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace out_dir if it exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Our progress at INFO; libraries (open_clip's loader chatter) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("fashion_clip").setLevel(logging.INFO)
     if args.count < 1:
         parser.error("--count must be at least 1")
     try:

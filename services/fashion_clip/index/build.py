@@ -386,7 +386,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Our progress at INFO; libraries (open_clip's loader chatter) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("fashion_clip").setLevel(logging.INFO)
     try:
         settings = EmbedderSettings(
             backend=args.backend,

@@ -23,7 +23,7 @@ from procs import free_port
 from fashion_clip.catalog import Catalog, CatalogError, CatalogItem
 from fashion_clip.clients import ModelInfo
 from fashion_clip.index import BuildError, IndexBundle, build_annoy_index
-from fashion_clip.index.build import _model_record, main
+from fashion_clip.index.build import _clean_stale, _model_record, main
 from fashion_clip.modeldir import read_manifest
 
 
@@ -225,3 +225,16 @@ def test_a_killed_build_leaves_no_partial_bundle(
     catalog = write_catalog(tmp_path / "small", sample_rows(sample_catalog, 5), sample_catalog)
     assert build_annoy_index(catalog, dest, tiny_client, trees=2, progress=False)["item_count"] == 5
     assert siblings(dest) == []
+
+
+def test_a_bundle_left_aside_by_a_killed_swap_is_put_back(tmp_path: Path, tiny_index: Path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # reaped: its pid now names no process, like a killed build's
+    dead_pid = finished.pid
+    dest = tmp_path / "index"
+    shutil.copytree(tiny_index, tmp_path / f".index.old-{dead_pid}-x1")
+    (tmp_path / f".index.build-{dead_pid}-x2").mkdir()
+    _clean_stale(dest)
+    assert siblings(dest) == []
+    with IndexBundle.load(dest) as bundle:
+        assert len(bundle) == 360

@@ -71,3 +71,43 @@ def test_an_inconsistent_manifest_is_refused(copy: Path, changes: dict, message:
     rewrite_manifest(copy, **changes)
     with pytest.raises(BundleError, match=re.escape(message)):
         IndexBundle.load(copy)
+
+
+def test_search_k_factor_is_validated_and_kept(tiny_index: Path):
+    with pytest.raises(ValueError, match="search_k_factor must be at least 1"):
+        IndexBundle.load(tiny_index, search_k_factor=0)
+    with IndexBundle.load(tiny_index, search_k_factor=2) as bundle:
+        assert bundle.search_k_factor == 2
+
+
+def test_a_swap_landing_mid_load_gives_the_new_bundle_not_an_error(
+    tmp_path: Path, tiny_index: Path, sample_catalog: Path, tiny_client, monkeypatch: pytest.MonkeyPatch
+):
+    """A build renames its bundle into place while a reader verifies the old one (timing forced here)."""
+    from fashion_clip.index import build_annoy_index
+    from fashion_clip.index import bundle as bundle_module
+
+    dest = tmp_path / "index"
+    shutil.copytree(tiny_index, dest)
+    lines = (sample_catalog / "catalog.csv").read_text().splitlines(keepends=True)
+    small = tmp_path / "small"
+    (small / "images").mkdir(parents=True)
+    (small / "catalog.csv").write_text("".join(lines[:13]))
+    for line in lines[1:13]:
+        image = line.rstrip("\n").split(",")[5]
+        shutil.copyfile(sample_catalog / image, small / image)
+    build_annoy_index(small, tmp_path / "next", tiny_client, trees=2, progress=False)
+
+    real_verify, swaps = bundle_module._verify_files, []
+
+    def verify_while_a_build_swaps(root: Path, files: dict) -> None:
+        if not swaps:
+            (tmp_path / "index").rename(tmp_path / "aside")
+            (tmp_path / "next").rename(tmp_path / "index")
+            swaps.append(True)
+        real_verify(root, files)
+
+    monkeypatch.setattr(bundle_module, "_verify_files", verify_while_a_build_swaps)
+    with IndexBundle.load(dest) as loaded:
+        assert len(loaded) == 12 and loaded.manifest["trees"] == 2
+    assert swaps == [True]
