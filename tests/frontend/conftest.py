@@ -109,6 +109,24 @@ def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 
 @pytest.fixture(scope="session")
+def launch_api(sample_index: Path, tiny_model: Path):
+    """Start one more API over the sample index (for tests that stop it): `launch_api(log_path)`."""
+    return lambda log_path: start_api(sample_index, tiny_model, log_path)
+
+
+@pytest.fixture(scope="session")
+def launch_ui():
+    """Start one more Streamlit server: `launch_ui(api_url, log_path)`."""
+    return start_ui
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
