@@ -185,6 +185,22 @@ def probe_errors(values: dict) -> list[str]:
     return errors
 
 
+def cloud_run_errors(values: dict) -> list[str]:
+    """What only Cloud Run needs: a project to name the service accounts and the run.app URLs by."""
+    cloud_run = values.get("cloudRun")
+    if not isinstance(cloud_run, dict):
+        return []
+    errors = []
+    accounts, urls = cloud_run.get("serviceAccounts", {}), cloud_run.get("urls", {})
+    if not cloud_run.get("projectId") and not all(accounts.get(c) for c in COMPONENTS):
+        errors.append("cloudRun.projectId is empty: set it, or every cloudRun.serviceAccounts.<component>")
+    if not cloud_run.get("projectNumber") and not all(urls.get(c) for c in ("modelServer", "api")):
+        errors.append(
+            "cloudRun.projectNumber is empty: set it, or cloudRun.urls.modelServer and cloudRun.urls.api"
+        )
+    return errors
+
+
 def schema_errors(values: dict, chart: Path = CHART) -> list[str]:
     schema = json.loads((chart / "values.schema.json").read_text())
     validator = jsonschema.Draft7Validator(schema)
@@ -196,7 +212,7 @@ def schema_errors(values: dict, chart: Path = CHART) -> list[str]:
 
 
 def check(values: dict, chart: Path = CHART) -> None:
-    errors = profile_errors(values) + probe_errors(values)
+    errors = profile_errors(values) + probe_errors(values) + cloud_run_errors(values)
     # The schema repeats some of the same findings in its own words: keep the first sentence per key.
     named = {error.split(" ", 1)[0].rstrip(":") for error in errors}
     errors += [error for error in schema_errors(values, chart) if error.split(":", 1)[0] not in named]
