@@ -201,13 +201,13 @@ class ApiUser(HttpUser):
     """Shared setup: the corpus, k, think time. Not run by itself."""
 
     abstract = True
-    needs_images = False
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.k = options.k
         try:
-            self.corpus = corpus(self.environment, need_images=self.needs_images)
+            # After -T/-E filtering, so `-T search` never downloads photos it will not send.
+            self.corpus = corpus(self.environment, need_images=recommend in self.tasks)
         except (SetupError, requests.RequestException, KeyError, ValueError) as exc:
             logger.error("load test setup failed: %s (host %s)", exc, self.environment.host)
             self.environment.process_exit_code = SETUP_FAILED_EXIT_CODE
@@ -244,7 +244,6 @@ def similar(user: ApiUser) -> None:
 class RecommendUser(ApiUser):
     """Only photo queries: the heaviest endpoint (decode + image tower + Annoy)."""
 
-    needs_images = True
     tasks = [recommend]
 
 
@@ -263,7 +262,6 @@ class SimilarUser(ApiUser):
 class MixedUser(ApiUser):
     """The three endpoints in equal share from one user: covers all of them at concurrency 1."""
 
-    needs_images = True
     tasks = [recommend, search, similar]
 
 

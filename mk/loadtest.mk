@@ -17,11 +17,11 @@ LOADTEST_GATE = --slo-p95-ms $(LOADTEST_SLO_P95_MS) --max-error-rate $(LOADTEST_
 
 .PHONY: loadtest loadtest-step
 
-loadtest: ## Locust at concurrency 1 against LOADTEST_HOST (default the local `make demo` API); fails on a missed SLO
+loadtest: install ## Locust at concurrency 1 against LOADTEST_HOST (default the local `make demo` API); fails on a missed SLO
 	$(PY) loadtest/run.py --host $(LOADTEST_HOST) --users 1 --run-time $(LOADTEST_RUN_TIME) \
 		--classes $(LOADTEST_CLASSES) $(LOADTEST_GATE) $(LOADTEST_ARGS)
 
-loadtest-step: ## Locust step load 1 -> 2 -> 4 users against LOADTEST_HOST: shows queueing at concurrency 1
+loadtest-step: install ## Locust step load 1 -> 2 -> 4 users against LOADTEST_HOST: shows queueing at concurrency 1
 	$(PY) loadtest/run.py --mode step --host $(LOADTEST_HOST) --step-users $(LOADTEST_STEP_USERS) \
 		--step-seconds $(LOADTEST_STEP_SECONDS) --classes $(LOADTEST_CLASSES) --slo-p95-ms off \
 		--max-error-rate $(LOADTEST_MAX_ERROR_RATE) $(LOADTEST_ARGS)
