@@ -65,51 +65,59 @@ REQUEST_LOG_COLUMNS = ("timestamp", "name", "method", "response_time_ms", "ok", 
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("fashion-clip load test")
-    group.add_argument(
+    # On the parser itself, not a group: Locust's own add_argument knows is_secret and shows these
+    # options in its web UI.
+    parser.add_argument(
         "--image-dir",
         env_var="LOADTEST_IMAGE_DIR",
         default="",
         help="Folder of query photos for /recommend (default: fetch catalog photos from the API)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--image-count",
         env_var="LOADTEST_IMAGE_COUNT",
         type=int,
         default=8,
         help="How many photos to use (from --image-dir, or fetched from the API)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--k", env_var="LOADTEST_K", type=int, default=10, help="Results asked for per request (k)"
     )
-    group.add_argument(
+    parser.add_argument(
         "--max-requests",
         env_var="LOADTEST_MAX_REQUESTS",
         type=int,
         default=0,
         help="Stop after this many requests in total (0: only --run-time bounds the run)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--request-log",
         env_var="LOADTEST_REQUEST_LOG",
         default="",
         help="CSV file that receives one row per request (time, name, latency, users)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--think-time",
         env_var="LOADTEST_THINK_TIME",
         type=float,
         default=0.0,
         help="Seconds a user waits between requests (0: back to back, the worst case for concurrency 1)",
     )
-    group.add_argument(
+    parser.add_argument(
+        "--bearer-token",
+        env_var="LOADTEST_BEARER_TOKEN",
+        default="",
+        is_secret=True,  # masked in Locust's web UI
+        help="Sent as `Authorization: Bearer ...` (a private Cloud Run service: gcloud auth print-identity-token)",
+    )
+    parser.add_argument(
         "--step-seconds",
         env_var="LOADTEST_STEP_SECONDS",
         type=float,
         default=20.0,
         help="Seconds per stage of the step shape (loadtest/step_shape.py)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--step-users",
         env_var="LOADTEST_STEP_USERS",
         default="1,2,4",
@@ -133,13 +141,13 @@ class SetupError(RuntimeError):
     """The API did not give the load test what it needs to start (ids, photos)."""
 
 
-def _discover_ids(host: str) -> list[str]:
+def _discover_ids(host: str, headers: dict[str, str]) -> list[str]:
     # Any text query ranks the whole index, so one answer usually holds every id needed; a few more
     # queries only matter when a category filter or an empty answer gets in the way.
     ids: list[str] = []
     for query in SEARCH_QUERIES[:3]:
         response = requests.get(
-            f"{host}/search", params={"q": query, "k": 50}, timeout=DISCOVERY_TIMEOUT_SECONDS
+            f"{host}/search", params={"q": query, "k": 50}, headers=headers, timeout=DISCOVERY_TIMEOUT_SECONDS
         )
         if response.status_code != 200:
             raise SetupError(f"GET /search answered {response.status_code}: {response.text[:300]}")
@@ -161,10 +169,14 @@ def _images_from_dir(folder: Path, count: int) -> list[tuple[str, bytes, str]]:
     ]
 
 
-def _images_from_api(host: str, ids: list[str], count: int) -> list[tuple[str, bytes, str]]:
+def _images_from_api(
+    host: str, headers: dict[str, str], ids: list[str], count: int
+) -> list[tuple[str, bytes, str]]:
     images: list[tuple[str, bytes, str]] = []
     for item_id in ids:
-        response = requests.get(f"{host}/items/{item_id}/image", timeout=DISCOVERY_TIMEOUT_SECONDS)
+        response = requests.get(
+            f"{host}/items/{item_id}/image", headers=headers, timeout=DISCOVERY_TIMEOUT_SECONDS
+        )
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         # Catalogs may point at remote photos the API cannot serve; those items are skipped.
         if response.status_code == 200 and media_type.startswith("image/"):
@@ -177,13 +189,18 @@ def _images_from_api(host: str, ids: list[str], count: int) -> list[tuple[str, b
     return images
 
 
+def auth_headers(options: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {options.bearer_token}"} if options.bearer_token else {}
+
+
 def corpus(environment: Environment, *, need_images: bool) -> Corpus:
     """Fill the shared corpus on first use; later callers wait for the first and reuse it."""
     options = environment.parsed_options
     host = environment.host.rstrip("/")
+    headers = auth_headers(options)
     with _corpus.lock:
         if not _corpus.ids:
-            _corpus.ids = _discover_ids(host)
+            _corpus.ids = _discover_ids(host, headers)
             logger.info("found %d item ids through /search", len(_corpus.ids))
         if need_images and not _corpus.images:
             count = max(1, options.image_count)
@@ -191,7 +208,7 @@ def corpus(environment: Environment, *, need_images: bool) -> Corpus:
                 _corpus.images = _images_from_dir(Path(options.image_dir), count)
                 source = options.image_dir
             else:
-                _corpus.images = _images_from_api(host, _corpus.ids, count)
+                _corpus.images = _images_from_api(host, headers, _corpus.ids, count)
                 source = f"{host}/items/{{id}}/image"
             logger.info("using %d query photos from %s", len(_corpus.images), source)
     return _corpus
@@ -205,6 +222,7 @@ class ApiUser(HttpUser):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.k = options.k
+        self.client.headers.update(auth_headers(options))
         try:
             # After -T/-E filtering, so `-T search` never downloads photos it will not send.
             self.corpus = corpus(self.environment, need_images=recommend in self.tasks)

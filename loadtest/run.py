@@ -194,9 +194,12 @@ def wait_ready(host: str, timeout: float) -> None:
         return
     deadline = time.monotonic() + timeout
     last = "no answer"
+    # The token only ever travels through the environment, never the command line (ps shows that).
+    token = os.environ.get("LOADTEST_BEARER_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{host}/readyz", timeout=10.0)
+            response = httpx.get(f"{host}/readyz", headers=headers, timeout=10.0)
             if response.status_code == 200:
                 return
             last = f"{response.status_code} {response.text[:200]}"
