@@ -147,17 +147,23 @@ class Proc:
         if self.alive():
             logger.info("stopping %s", self.name)
         _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop within %g s: killing it", self.name, timeout)
+            pass
         # Children of the leader (TorchServe's Java frontend and its workers) may outlive it.
-        deadline = time.monotonic() + timeout
         while _group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        _signal_group(pgid, signal.SIGKILL)
-        if self.alive():
+        if _group_alive(pgid):
+            logger.warning("%s did not stop within %g s: killing it", self.name, timeout)
+            _signal_group(pgid, signal.SIGKILL)
+            # Reap the leader (a zombie still counts as a member), then wait for the rest: SIGKILL
+            # is delivered asynchronously.
             self.popen.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.1)
         self._log.close()
 
 
