@@ -119,6 +119,20 @@ def half_bundle(index_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
 
 
+IMAGE_URL = "https://images.example.com/catalog/t-shirt-red-solid.jpg"
+
+
+@pytest.fixture(scope="session")
+def url_image_bundle(index_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same index, but the first item's image is a URL (as a catalog may give), not a file."""
+    items, vectors, manifest = read_bundle(index_bundle)
+    items[0] = {**items[0], "image": IMAGE_URL}
+    model = {k: v for k, v in manifest["model"].items() if k != "embed_dim"}
+    return write_bundle(
+        tmp_path_factory.mktemp("url-image") / "index", items, vectors, model, images_from=index_bundle
+    )
+
+
 @pytest.fixture(scope="session")
 def other_model_bundle(index_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same vectors, but the manifest says another model made them."""
@@ -200,6 +214,9 @@ def local_api(
     api.server.stop(signal.SIGTERM)
 
 
+BATCH_DELAY_MS = 500
+
+
 class TorchServeProcess:
     """The real TorchServe with the tiny .mar and the shipped config.properties, every listener on
     loopback; stoppable, restartable on the same ports, and pausable (SIGSTOP) to play a hung server."""
@@ -217,7 +234,9 @@ class TorchServeProcess:
             config,
             flags=re.M,
         )
-        assert n == 1, "config.properties changed shape: update this rewrite"
+        # A wide batching window, so requests the client sends together provably share one batch.
+        config, m = re.subn(r'"maxBatchDelay": \d+', f'"maxBatchDelay": {BATCH_DELAY_MS}', config)
+        assert (n, m) == (1, 1), "config.properties changed shape: update this rewrite"
         (workdir / "config.properties").write_text(config)
         tmp = workdir / "tmp"  # pid file, worker sockets, extracted archive: private to this server
         tmp.mkdir()
@@ -275,6 +294,10 @@ class TorchServeProcess:
                 psutil.Process(java_pid).wait(timeout=60)
             except psutil.NoSuchProcess:
                 pass
+
+    def model_log(self) -> str:
+        path = self.workdir / "logs" / "model_log.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def pause(self) -> None:
         os.killpg(self.server.proc.pid, signal.SIGSTOP)

@@ -18,7 +18,7 @@ import pytest
 
 from recommender.index import mismatch
 
-from .conftest import ADMIN_TOKEN, PER_CATEGORY, Api, api_env, start_api
+from .conftest import ADMIN_TOKEN, IMAGE_URL, PER_CATEGORY, Api, api_env, start_api
 
 pytestmark = pytest.mark.slow
 
@@ -240,3 +240,11 @@ def test_reloads_are_counted(http: httpx.Client, other_model_bundle: Path) -> No
     assert reload(http, other_model_bundle).status_code == 409
     assert reload(http).status_code == 200
     assert (count("refused") - refused, count("swapped") - swapped) == (1, 1)
+
+
+def test_an_item_with_a_url_image_redirects_to_it(http: httpx.Client, url_image_bundle: Path) -> None:
+    assert reload(http, url_image_bundle).status_code == 200
+    image = http.get(f"/items/{ITEM}/image", follow_redirects=False)
+    assert (image.status_code, image.headers["location"]) == (307, IMAGE_URL)
+    assert http.get(f"/items/{ITEM}").json()["image_url"] == f"/items/{ITEM}/image"
+    assert http.get("/items/dress-red-solid/image").headers["content-type"] == "image/jpeg"

@@ -162,3 +162,38 @@ def test_direct_client_error_mapping_against_real_torchserve(
         assert got.endswith(want)  # the server may say which request element it was
     with httpx.Client() as raw:  # and the server is still serving afterwards
         assert raw.post(f"{torchserve_process.url}/predictions/clip", json={"text": "ok"}).status_code == 200
+
+
+def test_a_batch_goes_as_concurrent_requests_that_torchserve_batches(
+    torchserve_process: TorchServeProcess, catalog: Path, index_bundle: Path
+) -> None:
+    """Four images from one `embed_images` call arrive inside the batching window and are encoded in
+    one forward pass, each answer in its place."""
+    import asyncio
+
+    from fashion_clip.clients import EmbedderSettings, make_client
+
+    if torchserve_process.server is None:
+        torchserve_process.start()
+    items, vectors, _ = read_bundle(index_bundle)
+    ids = [item["id"] for item in items[:4]]
+    photos = [(catalog / "images" / f"{item_id}.jpg").read_bytes() for item_id in ids]
+    client = make_client(
+        EmbedderSettings(backend="torchserve", url=torchserve_process.url, timeout_seconds=30)
+    )
+
+    async def scenario() -> np.ndarray:
+        try:
+            return await client.embed_images(photos)
+        finally:
+            await client.aclose()
+
+    line = "batch of 4: 4 images, 0 texts, 0 rejected"
+    before = torchserve_process.model_log().count(line)
+    got = asyncio.run(scenario())
+    assert np.allclose(got, vectors[:4], atol=1e-4)
+    # The worker's log reaches the file through the Java frontend: wait for it, then count exactly.
+    torchserve_process.server.wait_until(
+        lambda: torchserve_process.model_log().count(line) > before, 30, "the batch logged"
+    )
+    assert torchserve_process.model_log().count(line) == before + 1
