@@ -334,14 +334,18 @@ def http_ok(url: str, method: str = "GET", **kwargs: object) -> bool:
     return httpx.request(method, url, timeout=5.0, **kwargs).status_code == 200
 
 
-def start_torchserve(settings: DemoSettings, runtime: Path, procs: list[Proc]) -> None:
-    for port, variable in (
+def torchserve_ports(settings: DemoSettings) -> list[tuple[int, str]]:
+    return [
         (settings.ts_port, "DEMO_TS_PORT"),
         (settings.ts_management_port, "DEMO_TS_MANAGEMENT_PORT"),
         (settings.ts_metrics_port, "DEMO_TS_METRICS_PORT"),
         (settings.ts_grpc_port, "DEMO_TS_GRPC_PORT"),
         (settings.ts_grpc_management_port, "DEMO_TS_GRPC_MANAGEMENT_PORT"),
-    ):
+    ]
+
+
+def start_torchserve(settings: DemoSettings, runtime: Path, procs: list[Proc]) -> None:
+    for port, variable in torchserve_ports(settings):
         require_free(port, variable)
     cwd = runtime / "torchserve"  # TorchServe writes logs/ and key_file.json into its cwd
     cwd.mkdir(parents=True, exist_ok=True)
@@ -439,12 +443,16 @@ def choose_backend(settings: DemoSettings) -> str:
 
 def serve(settings: DemoSettings, procs: list[Proc]) -> None:
     """Set everything up and start the servers into `procs` (the caller stops them)."""
+    backend = choose_backend(settings)
+    # Before minutes of setup, not after: a taken port is the commonest reason a demo cannot start.
+    ports = [(settings.api_port, "DEMO_API_PORT"), (settings.ui_port, "DEMO_UI_PORT")]
+    for port, variable in ports + (torchserve_ports(settings) if backend == "torchserve" else []):
+        require_free(port, variable)
     model = ensure_model(settings)
     check_stop()
     index_dir = ensure_index(settings, model)
     check_stop()
     runtime = settings.path(settings.data_dir) / "runtime"
-    backend = choose_backend(settings)
     if backend == "torchserve":
         start_torchserve(settings, runtime, procs)
     start_api(settings, runtime, index_dir, backend, procs)

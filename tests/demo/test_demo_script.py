@@ -12,7 +12,7 @@ from types import ModuleType
 
 import psutil
 import pytest
-from procs import LOOPBACK
+from procs import LOOPBACK, free_port
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -86,3 +86,26 @@ def test_the_hub_probe_decides_whether_to_download(demo: ModuleType, monkeypatch
         assert demo.network_allowed(demo.DemoSettings()) is True
     # Closed now: nothing listens there any more.
     assert demo.network_allowed(demo.DemoSettings()) is False
+
+
+def test_a_taken_port_stops_the_demo_before_any_setup(demo_script: Path, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        env = {
+            **os.environ,
+            "DEMO_UI_PORT": str(port),
+            "DEMO_API_PORT": str(free_port()),
+            "DEMO_EMBEDDER": "local",
+            "DEMO_DATA_DIR": str(tmp_path / "data"),
+            "DEMO_MODEL_DIR": str(tmp_path / "model"),
+            "DEMO_MODEL_STORE": str(tmp_path / "store"),
+        }
+        done = subprocess.run(
+            [sys.executable, demo_script], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 1
+    assert f"[demo] Port {port} on {LOOPBACK} is taken (" in done.stdout
+    assert done.stdout.rstrip().endswith("stop what uses it or set DEMO_UI_PORT.")
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no model, catalog or index started

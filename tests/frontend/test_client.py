@@ -12,8 +12,6 @@ from fashion_ui.config import FrontendSettings, settings_error_message
 from procs import LOOPBACK, free_port
 from pydantic import ValidationError
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def client(api_url: str):
@@ -22,6 +20,7 @@ def client(api_url: str):
     client.close()
 
 
+@pytest.mark.slow
 def test_info_says_untrained_and_names_the_tiny_model(client: ApiClient, sample_index: Path) -> None:
     info = client.info()
     manifest = json.loads((sample_index / "manifest.json").read_text())
@@ -30,17 +29,20 @@ def test_info_says_untrained_and_names_the_tiny_model(client: ApiClient, sample_
     assert model_label(info).startswith("tiny-clip@")
 
 
+@pytest.mark.slow
 def test_categories_are_the_index_categories(client: ApiClient, sample_index: Path) -> None:
     items = [json.loads(line) for line in (sample_index / "items.jsonl").read_text().splitlines()]
     assert sorted(client.categories()) == sorted({item["category"] for item in items})
     assert len(client.categories()) == 9
 
 
+@pytest.mark.slow
 def test_image_is_the_bundle_file(client: ApiClient, sample_index: Path) -> None:
     first = json.loads((sample_index / "items.jsonl").read_text().splitlines()[0])
     assert client.item_image(first["id"]) == (sample_index / first["image"]).read_bytes()
 
 
+@pytest.mark.slow
 def test_recommend_returns_k_items_without_excluded(client: ApiClient, sample_index: Path) -> None:
     first = json.loads((sample_index / "items.jsonl").read_text().splitlines()[0])
     image = (sample_index / first["image"]).read_bytes()
@@ -51,6 +53,7 @@ def test_recommend_returns_k_items_without_excluded(client: ApiClient, sample_in
     assert with_self["items"][0]["id"] == first["id"]  # the photo itself is its own best match
 
 
+@pytest.mark.slow
 def test_unknown_item_carries_the_api_message(client: ApiClient, api: httpx.Client) -> None:
     direct = api.get("/items/no-such-item")
     assert direct.status_code == 404
@@ -60,6 +63,7 @@ def test_unknown_item_carries_the_api_message(client: ApiClient, api: httpx.Clie
     assert caught.value.message == direct.json()["message"]
 
 
+@pytest.mark.slow
 def test_not_an_image_carries_the_api_message(client: ApiClient) -> None:
     with pytest.raises(ApiError) as caught:
         client.recommend(b"just some text", k=3, filename="notes.jpg", content_type="image/jpeg")
