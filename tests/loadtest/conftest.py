@@ -1,5 +1,6 @@
 """Fixtures for the load-test tooling: the runner module (without Locust: it monkey-patches gevent into
-whatever imports it, which breaks ssl in pytest) and, for the slow tests, the real API on loopback."""
+whatever imports it, which breaks ssl in pytest) and, for the slow tests, the real API on loopback
+over the shared `tiny_index` (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,38 +12,23 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from procs import LOOPBACK, Server, free_port
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
-LOADTEST_DIR = TESTS_DIR.parent / "loadtest"
-
-
-def _load(name: str, path: Path, search_path: Path | None = None) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    if search_path is not None:
-        sys.path.insert(0, str(search_path))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if search_path is not None:
-            sys.path.remove(str(search_path))
-    return module
-
-
-# The API's own test fixtures (the sample-catalog index built with the tiny model, and starting
-# `python -m recommender`), reused rather than copied. They live in a sibling conftest, which pytest
-# does not share across folders; the module is loaded by path because `recommender` is the service.
-_api_fixtures = _load("recommender_test_fixtures", TESTS_DIR / "recommender" / "conftest.py")
-catalog = _api_fixtures.catalog
-index_bundle = _api_fixtures.index_bundle
+LOADTEST_DIR = Path(__file__).resolve().parents[2] / "loadtest"
 
 
 @pytest.fixture(scope="session")
 def run_module() -> ModuleType:
     """loadtest/run.py imported as a module; it finds plots.py beside it, as when run as a script."""
-    module = _load("loadtest_run", LOADTEST_DIR / "run.py", search_path=LOADTEST_DIR)
+    spec = importlib.util.spec_from_file_location("loadtest_run", LOADTEST_DIR / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    sys.path.insert(0, str(LOADTEST_DIR))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(LOADTEST_DIR))
     assert "locust" not in sys.modules, "run.py must not import Locust into the caller's process"
     return module
 
@@ -53,10 +39,26 @@ def run_py() -> Path:
 
 
 @pytest.fixture(scope="module")
-def api_url(tmp_path_factory: pytest.TempPathFactory, index_bundle: Path, tiny_model: Path) -> Iterator[str]:
-    """The real API (uvicorn, `local` embedder, tiny model) over the sample index, on loopback."""
-    api = _api_fixtures.start_api(
-        tmp_path_factory.mktemp("api"), _api_fixtures.api_env(index_bundle, tiny_model)
-    )
-    yield api.url
-    api.server.stop(signal.SIGTERM)
+def api_url(tmp_path_factory: pytest.TempPathFactory, tiny_index: Path, tiny_model: Path) -> Iterator[str]:
+    """The real API (`python -m recommender` under uvicorn, `local` embedder, tiny model) over the
+    shared sample index, on a free loopback port."""
+    log_dir = tmp_path_factory.mktemp("api")
+    port = free_port()
+    env = {
+        "RECOMMENDER_HOST": LOOPBACK,
+        "RECOMMENDER_PORT": str(port),
+        "RECOMMENDER_INDEX_DIR": str(tiny_index),
+        "RECOMMENDER_EMBEDDER__BACKEND": "local",
+        "RECOMMENDER_EMBEDDER__MODEL_DIR": str(tiny_model),
+        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",  # as the index was built
+        "RECOMMENDER_EMBEDDER__THREADS": "1",  # the machine's cores are shared with Locust
+    }
+    server = Server([sys.executable, "-m", "recommender"], log_dir / "api.log", env=env, cwd=log_dir)
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        server.wait_http(f"{url}/readyz", timeout=120)
+    except BaseException:
+        server.stop()
+        raise
+    yield url
+    server.stop(signal.SIGTERM)
