@@ -59,7 +59,15 @@ def latency_over_time(
         rows = requests[requests["name"] == name]
         ok = rows[rows["ok"] == 1]
         failed = rows[rows["ok"] == 0]
-        top.scatter(ok["timestamp"] - start, ok["response_time_ms"], s=8, alpha=0.35, color=colors[name])
+        if len(ok):
+            top.scatter(
+                ok["timestamp"] - start,
+                ok["response_time_ms"],
+                s=8,
+                alpha=0.35,
+                color=colors[name],
+                label=name,
+            )
         if len(failed):
             top.scatter(
                 failed["timestamp"] - start,
@@ -71,7 +79,10 @@ def latency_over_time(
             )
         # Locust's rolling percentiles are N/A or 0 until its window holds two snapshots.
         line = history[(history["Name"] == name) & (pd.to_numeric(history["95%"], errors="coerce") > 0)]
-        top.plot(line["Timestamp"] - start, line["95%"], color=colors[name], linewidth=2, label=f"{name} p95")
+        if len(line):  # a run of a second or two may end before Locust's window fills
+            top.plot(
+                line["Timestamp"] - start, line["95%"], color=colors[name], linewidth=2, label=f"{name} p95"
+            )
     highest = float(requests["response_time_ms"].max()) if len(requests) else 1.0
     _slo_line(top, slo_ms, highest)
     # Log scale: a tail ten times the median stays on the plot without squashing the median.
@@ -79,8 +90,10 @@ def latency_over_time(
     top.yaxis.set_major_formatter(PLAIN)
     top.set_ylabel("latency (ms, log scale)")
     top.grid(alpha=0.3)
-    top.legend(loc="upper left", fontsize=8)
-    top.set_title(title or "Latency over time (dots: requests, x: failed; lines: Locust's rolling p95)")
+    # Above the axes: inside, it would hide the slowest requests.
+    top.legend(loc="lower left", bbox_to_anchor=(0, 1.01), fontsize=8, ncol=4, frameon=False)
+    explained = "Latency over time (dots: requests, x: failed; lines: Locust's rolling p95)"
+    fig.suptitle(f"{title}\n{explained}" if title else explained, fontsize=10)
 
     total = history[history["Name"] == AGGREGATED]
     bottom.step(total["Timestamp"] - start, total["User Count"], where="post", color="black", label="users")
