@@ -198,6 +198,11 @@ def cloud_run_errors(values: dict) -> list[str]:
         errors.append(
             "cloudRun.projectNumber is empty: set it, or cloudRun.urls.modelServer and cloudRun.urls.api"
         )
+    if values.get("api", {}).get("adminToken", {}).get("generate"):
+        errors.append(
+            "api.adminToken.generate: Cloud Run cannot make up a secret; create one in Secret Manager and "
+            "set api.adminToken.existingSecret to its name"
+        )
     return errors
 
 
@@ -314,6 +319,16 @@ def settings(values: dict, component: str, names: dict[str, str]) -> dict[str, s
     return dict(sorted(env.items()))
 
 
+def secret_env(values: dict, component: str) -> list[dict]:
+    """The API's admin token from Secret Manager: the chart's Secret of the same name, latest version."""
+    secret = values[component].get("adminToken", {}).get("existingSecret") if component == "api" else ""
+    if not secret:
+        return []
+    return [
+        {"name": "RECOMMENDER_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "latest"}}}
+    ]
+
+
 def _probe(probe: dict, port: int) -> dict:
     rendered: dict[str, Any] = {"httpGet": {"path": probe["path"], "port": port}}
     for field in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold"):
@@ -378,7 +393,8 @@ def build_service(values: dict, component: str, names: dict[str, str], app: str,
         "args": _args(values, component),
         # Cloud Run routes to one port, named http1 for HTTP/1.1.
         "ports": [{"name": "http1", "containerPort": port}],
-        "env": [{"name": key, "value": value} for key, value in settings(values, component, names).items()],
+        "env": [{"name": key, "value": value} for key, value in settings(values, component, names).items()]
+        + secret_env(values, component),
         "resources": {"limits": {"cpu": cpu_text(scaling["cpu"]), "memory": scaling["memory"]}},
         # Cloud Run has no readiness probe: an instance gets traffic once its startup probe passes,
         # so the startup probe asks the readiness question (the chart's readiness path).

@@ -157,11 +157,13 @@ def render_profile(render: Callable[..., Rendered]) -> Callable[[str], Rendered]
 
 @pytest.fixture(scope="session")
 def render_error(helm: Path) -> Callable[..., str]:
-    """render_error(values_files=(), sets=()) -> helm's stderr; fails the test if helm renders."""
+    """render_error(values_files=(), sets=(), set_strings=()) -> helm's stderr; fails the test if helm renders."""
 
-    def _render_error(values_files: Sequence[str] = (), sets: Sequence[str] = ()) -> str:
+    def _render_error(
+        values_files: Sequence[str] = (), sets: Sequence[str] = (), set_strings: Sequence[str] = ()
+    ):
         try:
-            helm_template(helm, values_files, sets)
+            helm_template(helm, values_files, sets, set_strings)
         except HelmFailed as failed:
             assert failed.returncode != 0
             return failed.stderr

@@ -185,3 +185,29 @@ def test_helm_test_pod_calls_readyz_and_recommend_with_an_embedded_png(render) -
     png = base64.b64decode(re.search(r'b64decode\("([A-Za-z0-9+/=]+)"\)', script).group(1))
     image = Image.open(io.BytesIO(png))
     assert (image.format, image.size) == ("PNG", (8, 8))
+
+
+def test_admin_token_comes_from_a_secret_never_the_configmap(render, kube_version: str) -> None:
+    import kubernetes_validate
+
+    assert "env" not in render().container("api")  # no token: the admin routes answer 403
+    generated = render(sets=["api.adminToken.generate=true"])
+    secret = generated.one("Secret", "fashion-clip-api-admin-token")
+    kubernetes_validate.validate(secret, kube_version, strict=True)
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", token)
+    assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    reference = {"secretKeyRef": {"name": "fashion-clip-api-admin-token", "key": "token"}}
+    assert generated.container("api")["env"] == [{"name": "RECOMMENDER_ADMIN_TOKEN", "valueFrom": reference}]
+    assert "RECOMMENDER_ADMIN_TOKEN" not in generated.env("api")
+    existing = render(set_strings=["api.adminToken.existingSecret=ops-token"])
+    assert existing.select("Secret") == []
+    [variable] = existing.container("api")["env"]
+    assert variable["valueFrom"] == {"secretKeyRef": {"name": "ops-token", "key": "token"}}
+
+
+def test_admin_token_sources_are_exclusive(render_error) -> None:
+    stderr = render_error(
+        sets=["api.adminToken.generate=true"], set_strings=["api.adminToken.existingSecret=x"]
+    )
+    assert "api.adminToken: set existingSecret or generate, not both" in stderr

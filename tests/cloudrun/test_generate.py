@@ -30,7 +30,7 @@ def container(service: dict) -> dict:
 
 
 def env(service: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(service)["env"]}
+    return {e["name"]: e["value"] for e in container(service)["env"] if "value" in e}
 
 
 def test_committed_services_are_what_make_cloudrun_writes(cloudrun, gke_values: Path, tmp_path: Path) -> None:
@@ -397,3 +397,17 @@ def test_cloudbuild_pushes_the_images_the_chart_and_cloud_run_use(render, gke_va
     # The default tag is the chart's appVersion, the tag the chart uses when none is set.
     chart = yaml.safe_load((ROOT / "charts" / "fashion-clip" / "Chart.yaml").read_text())
     assert build["substitutions"]["_TAG"] == chart["appVersion"]
+
+
+def test_admin_token_comes_from_secret_manager(cloudrun, gke_values: Path) -> None:
+    services = generate(
+        cloudrun, [gke_values], set_strings=["api.adminToken.existingSecret=fashion-clip-admin-token"]
+    )
+    [variable] = [e for e in container(services["fashion-clip-api.yaml"])["env"] if "valueFrom" in e]
+    assert variable == {
+        "name": "RECOMMENDER_ADMIN_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "fashion-clip-admin-token", "key": "latest"}},
+    }
+    with pytest.raises(cloudrun.ValuesError) as refused:
+        cloudrun.build_services(cloudrun.load_values([gke_values], ["api.adminToken.generate=true"]))
+    assert "api.adminToken.generate: Cloud Run cannot make up a secret" in str(refused.value)

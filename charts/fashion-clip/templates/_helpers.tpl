@@ -156,6 +156,9 @@ limits:
 {{- fail (printf "%s.scaling.minInstances (%v) is greater than %s.scaling.maxInstances (%v)" $component $scaling.minInstances $component $scaling.maxInstances) }}
 {{- end }}
 {{- end }}
+{{- if and $.Values.api.adminToken.existingSecret $.Values.api.adminToken.generate }}
+{{- fail "api.adminToken: set existingSecret or generate, not both" }}
+{{- end }}
 {{- end }}
 
 {{- define "fashion-clip.podSecurityContext" -}}
@@ -272,4 +275,14 @@ The container's args (the image's CMD; its ENTRYPOINT, tini for the model server
 {{/* The component is a Deployment (the model server is one only with runtime torchserve). */}}
 {{- define "fashion-clip.isDeployment" -}}
 {{- if or (ne .component "modelServer") (eq .root.Values.modelServer.runtime "torchserve") }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the API's admin token, or "" when there is none. */}}
+{{- define "fashion-clip.adminTokenSecret" -}}
+{{- $token := .Values.api.adminToken }}
+{{- if $token.existingSecret }}
+{{- $token.existingSecret }}
+{{- else if $token.generate }}
+{{- printf "%s-admin-token" (include "fashion-clip.componentName" (dict "root" . "component" "api")) }}
+{{- end }}
 {{- end }}
