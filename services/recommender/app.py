@@ -49,26 +49,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.max_upload_bytes,
         "on" if settings.admin_token else "off",
     )
+    # Before the (possibly long) bundle load: SIGHUP's default action would end the process.
+    sighup = _install_sighup(holder)
     try:
         await holder.start()
-        sighup = _install_sighup(holder)
-        try:
-            yield
-        finally:
-            if sighup:
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        yield
     finally:
+        if sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await holder.aclose()
         await client.aclose()
 
 
-def create_app(settings: RecommenderSettings | None = None, client: EmbedderClient | None = None) -> FastAPI:
-    """Build the app. Nothing here touches the network or loads the model; the lifespan does.
-
-    `client` replaces the embedder chosen by the settings (a test seam).
-    """
+def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
+    """Build the app. Nothing here touches the network or loads the model; the lifespan does."""
     settings = settings or load_settings()
-    client = client or make_client(settings.embedder)
+    client = make_client(settings.embedder)
     metrics = Metrics()
     app = FastAPI(
         title="fashion-clip recommender",

@@ -223,6 +223,10 @@ class IndexHolder:
 
     def reload_in_background(self, reason: str) -> None:
         """For SIGHUP: reload, log the outcome, never raise into the signal handler."""
+        if self._connect_task is None:
+            # Start-up is still reading RECOMMENDER_INDEX_DIR: it will serve what is there now.
+            logger.info("%s ignored: the index is still being loaded at start-up", reason)
+            return
 
         async def run() -> None:
             try:
