@@ -92,11 +92,20 @@ def _on_text_search() -> None:
 # Rendering.
 
 
+ERROR_TITLES = {
+    "unreachable": "The API is not reachable",
+    "timeout": "The API did not answer in time",
+    "not_ready": "The API is not ready yet",
+    "model_server_unavailable": "The model server is unavailable",
+}
+
+
 def show_api_error(exc: ApiError) -> None:
+    title = ERROR_TITLES.get(exc.code or "")
+    if title is None:
+        refused = exc.status is not None and 400 <= exc.status < 500
+        title = "The API refused the request" if refused else "The API failed"
     with st.container(key="api-error"):
-        title = "The API is not reachable" if exc.code in ("unreachable", "timeout") else "The API said no"
-        if exc.code == "not_ready":
-            title = "The API is not ready yet"
         st.error(exc.message, title=title, icon=":material/error:")
 
 

@@ -46,7 +46,8 @@ def sample_index(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, ven
     return index
 
 
-def start_api(index: Path, model_dir: Path, log_path: Path) -> tuple[Server, str]:
+def start_api(index: Path, model_dir: Path, log_path: Path, ready: bool = True) -> tuple[Server, str]:
+    """A real API on a free loopback port; waits for /readyz (or only /healthz when `ready` is False)."""
     port = free_port()
     env = {
         "RECOMMENDER_HOST": LOOPBACK,
@@ -59,7 +60,16 @@ def start_api(index: Path, model_dir: Path, log_path: Path) -> tuple[Server, str
     server = Server([sys.executable, "-m", "recommender"], log_path, env=env, cwd=ROOT)
     url = f"http://{LOOPBACK}:{port}"
     try:
-        server.wait_http(f"{url}/readyz", timeout=180)
+        if ready:
+            server.wait_http(f"{url}/readyz", timeout=180)
+        else:
+            server.wait_http(f"{url}/healthz", timeout=180)
+            # Settled once the model side has answered: then the API is ready or says why not.
+            server.wait_until(
+                lambda: httpx.get(f"{url}/info", timeout=5).json()["model"] is not None,
+                timeout=180,
+                what=f"GET {url}/info",
+            )
     except BaseException:
         server.stop()
         raise
@@ -110,8 +120,12 @@ def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 @pytest.fixture(scope="session")
 def launch_api(sample_index: Path, tiny_model: Path):
-    """Start one more API over the sample index (for tests that stop it): `launch_api(log_path)`."""
-    return lambda log_path: start_api(sample_index, tiny_model, log_path)
+    """Start one more API over the sample index: `launch_api(log_path, model_dir=..., ready=...)`."""
+
+    def launch(log_path: Path, model_dir: Path = tiny_model, ready: bool = True) -> tuple[Server, str]:
+        return start_api(sample_index, model_dir, log_path, ready=ready)
+
+    return launch
 
 
 @pytest.fixture(scope="session")

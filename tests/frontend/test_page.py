@@ -147,3 +147,24 @@ def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
     assert [e.value for e in app.error] == [
         "Invalid settings: FRONTEND_API_URL: Value error, must start with http:// or https://, got 'ftp://files'"
     ]
+
+
+@pytest.fixture(scope="module")
+def mismatched_api_url(sample_index: Path, tmp_path_factory: pytest.TempPathFactory, launch_api) -> str:
+    """A real API whose model (tiny, another seed) is not the one the index was built with: not ready."""
+    import model_installer
+
+    base = tmp_path_factory.mktemp("other-model")
+    other = model_installer.install("tiny", model_dir=base / "model", model_store=None, seed=1)
+    server, url = launch_api(base / "api.log", model_dir=other, ready=False)
+    yield url
+    server.stop()
+
+
+def test_a_not_ready_api_shows_its_reason(monkeypatch: pytest.MonkeyPatch, mismatched_api_url: str) -> None:
+    readyz = httpx.get(f"{mismatched_api_url}/readyz", timeout=30)
+    assert readyz.status_code == 503 and readyz.json()["error"] == "not_ready"
+    app = run_app(monkeypatch, mismatched_api_url)
+    expected = f"{readyz.json()['message']} (try again in {readyz.headers['retry-after']} s)"
+    assert [e.value for e in app.error] == [expected]
+    assert result_ids(app) == [] and not app.warning
