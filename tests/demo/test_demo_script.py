@@ -109,3 +109,14 @@ def test_a_taken_port_stops_the_demo_before_any_setup(demo_script: Path, tmp_pat
     assert f"[demo] Port {port} on {LOOPBACK} is taken (" in done.stdout
     assert done.stdout.rstrip().endswith("stop what uses it or set DEMO_UI_PORT.")
     assert sorted(path.name for path in tmp_path.iterdir()) == []  # no model, catalog or index started
+
+
+def test_without_java_the_api_embeds_in_process(
+    demo: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no java on it
+    monkeypatch.delenv("DEMO_EMBEDDER", raising=False)
+    assert demo.choose_backend(demo.DemoSettings()) == "local"
+    assert "Java is not installed, so TorchServe cannot run" in caplog.text
+    monkeypatch.setenv("DEMO_EMBEDDER", "torchserve")  # an explicit choice is kept
+    assert demo.choose_backend(demo.DemoSettings()) == "torchserve"
