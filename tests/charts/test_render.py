@@ -137,3 +137,18 @@ def test_custom_kinds_match_their_published_models(render_profile) -> None:
     assert [d["kind"] for d in custom] == ["InferenceService"]
     for doc in custom:
         assert model_errors(doc, CUSTOM_KINDS[(doc["apiVersion"], doc["kind"])]) == []
+
+
+def test_notes_tell_how_to_reach_the_release_and_warn_about_scale_to_zero(
+    helm: Path, chart_dir: Path
+) -> None:
+    command = [str(helm), "install", "fashion-clip", str(chart_dir), "--dry-run=client", "-n", "fashion-clip"]
+    command += ["-f", str(chart_dir / "values-kind.yaml"), "--set", "api.scaling.minInstances=0"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "UI:  http://localhost:30501/" in notes
+    assert "API: http://localhost:30800/docs" in notes
+    assert "helm test fashion-clip --namespace fashion-clip" in notes
+    assert "NOTE: api.scaling.minInstances is 0, but a HorizontalPodAutoscaler cannot scale to zero" in notes
+    assert "modelServer.scaling.minInstances" not in notes
