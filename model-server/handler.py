@@ -112,6 +112,13 @@ class ClipHandler(BaseHandler):
             "model_id": info["model_id"],
             "untrained": info["untrained"],
         }
+        if context.model_name != settings.model_name:
+            # The route is TorchServe's registration (load_models in config.properties), not ours.
+            logger.warning(
+                "TorchServe serves this model as %r but MODEL_SERVER_MODEL_NAME is %r",
+                context.model_name,
+                settings.model_name,
+            )
         self.context = context
         self.initialized = True
         logger.info(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -166,6 +167,12 @@ def archive(model_dir: Path, model_store: Path, handler: Path = HANDLER) -> Path
     # PATH may belong to another environment.
     beside = Path(sys.executable).parent / "torch-model-archiver"
     archiver = str(beside) if beside.is_file() else shutil.which("torch-model-archiver") or str(beside)
+    # The archiver stages files in $TMPDIR/<model name> and deletes that folder afterwards, and it
+    # leaves a partial .mar behind when it fails. Give it a private folder for both, and move the
+    # finished archive into place, so parallel runs (test sessions, CI jobs) cannot trample each
+    # other and the store never holds a broken clip.mar.
+    staging = Path(tempfile.mkdtemp(prefix=".archive-", dir=model_store))
+    (staging / "tmp").mkdir()
     command = [
         archiver,
         "--model-name", MAR_NAME,
@@ -173,15 +180,24 @@ def archive(model_dir: Path, model_store: Path, handler: Path = HANDLER) -> Path
         "--handler", str(handler),
         "--serialized-file", str(model_dir / WEIGHTS_FILE),
         "--extra-files", f"{model_dir / CONFIG_FILE},{model_dir / MANIFEST_FILE}",
-        "--export-path", str(model_store),
+        "--export-path", str(staging),
         "--force",
     ]  # fmt: skip
     try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        subprocess.run(
+            command,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TMPDIR": str(staging / "tmp")},
+        )
+        os.replace(staging / f"{MAR_NAME}.mar", model_store / f"{MAR_NAME}.mar")
     except FileNotFoundError as exc:
         raise InstallError("torch-model-archiver is not installed: pip install '.[model-server]'") from exc
     except subprocess.CalledProcessError as exc:
         raise InstallError(f"torch-model-archiver failed: {exc.stderr.strip()}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return model_store / f"{MAR_NAME}.mar"
 
 
