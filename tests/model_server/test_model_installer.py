@@ -22,6 +22,8 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
 def test_tiny_mar_holds_safetensors_config_manifest_and_handler(tiny_mar: Path, tiny_model: Path):
+    # The archiver's staging folder is gone; the store holds the archive only.
+    assert [path.name for path in tiny_mar.parent.iterdir()] == ["clip.mar"]
     with zipfile.ZipFile(tiny_mar) as archive:
         names = set(archive.namelist())
         assert names == {

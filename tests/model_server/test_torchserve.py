@@ -44,6 +44,10 @@ def test_image_bytes_give_the_in_process_vector(torchserve, reference: ClipEmbed
     assert body["model"] == "tiny-clip"
     assert body["model_id"] == reference.manifest.model_id
     assert body["untrained"] is True
+    # MODEL_SERVER_* reached the worker: the precision and thread count the fixture asked for.
+    ready = f"clip handler ready: {reference.manifest.model_id}, dim 64, fp32, 1 threads"
+    assert ready in torchserve.model_log()
+    assert "MODEL_SERVER_MODEL_NAME is" not in torchserve.model_log()
 
 
 def test_base64_json_image_gives_the_same_vector(torchserve, reference: ClipEmbedder, jpeg_bytes):
