@@ -209,12 +209,6 @@ def frontend(release, sandbox: Sandbox, venv_bin: Path, api: Running) -> Iterato
         running.server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model-server/config.properties pins minWorkers/maxWorkers to 1 in `models`, which TorchServe "
-    "prefers over default_workers_per_model (TS_DEFAULT_WORKERS_PER_MODEL); without those two keys the "
-    "profile's concurrency sets the workers. Requested from the model-server owner.",
-)
 def test_model_server_runs_the_profiles_workers(model_server: Running, sandbox: Sandbox) -> None:
     assert model_server.env["TS_DEFAULT_WORKERS_PER_MODEL"] == "2"
     assert model_server.env["MODEL_SERVER_THREADS"] == "1"

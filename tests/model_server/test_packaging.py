@@ -54,8 +54,6 @@ def test_the_clip_model_is_registered_with_batching_and_one_worker(props):
             "1.0": {
                 "defaultVersion": True,
                 "marName": "clip.mar",
-                "minWorkers": 1,
-                "maxWorkers": 1,
                 "batchSize": 8,
                 "maxBatchDelay": 20,
                 "responseTimeout": 120,
