@@ -8,9 +8,10 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from open_clip.model import convert_weights_to_lp
 from PIL import Image
 
-from fashion_clip.embedding import ClipEmbedder, resolve_precision
+from fashion_clip.embedding import ClipEmbedder, build_model, resolve_precision
 from fashion_clip.errors import InvalidInput
 from fashion_clip.images import to_rgb
 
@@ -72,6 +73,19 @@ def test_low_precision_agrees_with_fp32(embedder, tiny_model: Path, images, prec
     texts = ["a striped shirt", "blue jeans"]
     text_cosine = (embedder.encode_texts(texts) * other.encode_texts(texts)).sum(axis=1)
     assert text_cosine.min() >= 0.999, text_cosine
+
+
+def test_bf16_weights_are_open_clips_conversion_cast_while_loading(tiny_model: Path):
+    """Casting each tensor as it is read (one copy in memory, not fp32 and bf16 side by side) gives
+    exactly open_clip's `convert_weights_to_lp` of the fp32 model: same names, dtypes and values."""
+    reference = build_model(tiny_model, "fp32")
+    convert_weights_to_lp(reference, dtype=torch.bfloat16)
+    expected = reference.state_dict()
+    loaded = build_model(tiny_model, "bf16").state_dict()
+    assert {n: t.dtype for n, t in loaded.items()} == {n: t.dtype for n, t in expected.items()}
+    assert {t.dtype for t in loaded.values()} == {torch.bfloat16, torch.float32}
+    for name, tensor in loaded.items():
+        assert torch.equal(tensor, expected[name]), name
 
 
 @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "CMYK", "I;16", "L", "1"])
