@@ -140,8 +140,10 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Module-scoped: Playwright's sync API keeps an asyncio loop marked running in this thread
+    while it is open, which breaks `asyncio.run` in every later test of the session."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).is_file():

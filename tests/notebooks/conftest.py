@@ -51,7 +51,9 @@ def run_notebook(jupyter_env: dict[str, str]) -> Callable[..., nbformat.Notebook
     def run(env: dict[str, str], drop: tuple[str, ...] = ()) -> nbformat.NotebookNode:
         notebook = nbformat.read(NOTEBOOK, as_version=4)
         with pytest.MonkeyPatch.context() as patch:
-            for name in drop:
+            # Importing streamlit (the UI tests do, in this process) sets MPLBACKEND=Agg, which the
+            # kernel would inherit and then show no figures.
+            for name in ("MPLBACKEND", *drop):
                 patch.delenv(name, raising=False)
             for name, value in {**jupyter_env, **env}.items():
                 patch.setenv(name, value)
