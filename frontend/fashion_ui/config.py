@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fashion_clip.envsettings import describe
 
 
 class FrontendSettings(BaseSettings):
@@ -29,11 +31,6 @@ class FrontendSettings(BaseSettings):
 
 def settings_error_message(exc: Exception) -> str:
     """One sentence per invalid variable, named as the user sets it (FRONTEND_...)."""
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
+    if not isinstance(exc, ValidationError):
         return str(exc)
-    parts = []
-    for error in errors():
-        field = "__".join(str(part) for part in error.get("loc", ()))
-        parts.append(f"FRONTEND_{field.upper()}: {error.get('msg', 'invalid value')}")
-    return "; ".join(parts)
+    return "; ".join(describe(FrontendSettings, exc, show_input=False))

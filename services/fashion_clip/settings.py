@@ -9,14 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fashion_clip.envsettings import SettingsError, load_settings
+
 ENV_PREFIX = "MODEL_SERVER_"
-
-
-class SettingsError(ValueError):
-    """A setting is invalid; the message names the environment variable to fix."""
 
 
 class ModelServerSettings(BaseSettings):
@@ -36,11 +34,7 @@ class ModelServerSettings(BaseSettings):
 
 def load_model_server_settings(**overrides: object) -> ModelServerSettings:
     """Read and validate `MODEL_SERVER_*` now, failing with a message that names each bad variable."""
-    try:
-        return ModelServerSettings(**overrides)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = "__".join(str(part) for part in error["loc"]) or "?"
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
-        raise SettingsError("Invalid model server settings: " + "; ".join(problems)) from exc
+    return load_settings(ModelServerSettings, "model server", **overrides)
+
+
+__all__ = ["ModelServerSettings", "SettingsError", "load_model_server_settings"]

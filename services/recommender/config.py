@@ -6,10 +6,12 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fashion_clip.clients.config import EmbedderSettings
+from fashion_clip.envsettings import SettingsError
+from fashion_clip.envsettings import load_settings as _load_settings
 
 ENV_PREFIX = "RECOMMENDER_"
 
@@ -20,10 +22,6 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # Shorter bearer tokens are guessable; the chart generates 32 random characters.
 MIN_ADMIN_TOKEN_LENGTH = 16
 SECRET_FIELDS = frozenset({"admin_token"})
-
-
-class SettingsError(ValueError):
-    """A setting is invalid; the message names the environment variable to fix."""
 
 
 class RecommenderSettings(BaseSettings):
@@ -81,23 +79,9 @@ class RecommenderSettings(BaseSettings):
         return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
 
-def env_name(loc: tuple) -> str:
-    """('embedder', 'timeout_seconds') -> RECOMMENDER_EMBEDDER__TIMEOUT_SECONDS."""
-    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
-
-
 def load_settings(**overrides: object) -> RecommenderSettings:
     """Read and validate `RECOMMENDER_*` now, failing with a message that names each bad variable."""
-    try:
-        return RecommenderSettings(**overrides)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"].removeprefix("Value error, ")
-            if error["loc"]:
-                # Never echo a secret into the log.
-                shown = "" if error["loc"][0] in SECRET_FIELDS else f" (got {error.get('input')!r})"
-                problems.append(f"{env_name(error['loc'])}: {message}{shown}")
-            else:  # a check across fields names its variable itself
-                problems.append(message)
-        raise SettingsError("Invalid recommender settings: " + "; ".join(problems)) from exc
+    return _load_settings(RecommenderSettings, "recommender", secret_fields=SECRET_FIELDS, **overrides)
+
+
+__all__ = ["RecommenderSettings", "SettingsError", "load_settings"]

@@ -116,6 +116,6 @@ def test_bad_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ValidationError) as caught:
         FrontendSettings()
     assert settings_error_message(caught.value) == (
-        "FRONTEND_API_URL: Value error, must start with http:// or https://, got 'ftp://files'; "
+        "FRONTEND_API_URL: must start with http:// or https://, got 'ftp://files'; "
         "FRONTEND_TIMEOUT_SECONDS: Input should be greater than 0"
     )
