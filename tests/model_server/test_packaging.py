@@ -55,7 +55,7 @@ def test_the_clip_model_is_registered_with_batching_and_one_worker(props):
                 "defaultVersion": True,
                 "marName": "clip.mar",
                 "batchSize": 8,
-                "maxBatchDelay": 20,
+                "maxBatchDelay": 2,
                 "responseTimeout": 120,
             }
         }

@@ -144,7 +144,7 @@ def test_the_model_is_registered_with_the_shipped_batching(torchserve):
     assert response.status_code == 200
     (model,) = response.json()
     assert (model["batchSize"], model["minWorkers"], model["maxWorkers"]) == (8, 1, 1)
-    assert model["maxBatchDelay"] == 1000  # the test's rewrite of the shipped 20 ms
+    assert model["maxBatchDelay"] == 1000  # the test's rewrite of the shipped 2 ms
     assert [worker["status"] for worker in model["workers"]] == ["READY"]
 
 
