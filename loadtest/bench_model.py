@@ -33,8 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -188,37 +189,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchserve_round_trips(mar: Path, image: bytes, precision: str, threads: int, reps: int) -> dict:
-    """Sequential single-image requests to the real TorchServe, shipped batching vs batchSize 1."""
+def torchserve_config(variants: dict[str, dict]) -> str:
+    """The shipped config.properties with `models`/`load_models` replaced by named variants of the
+    shipped `clip` registration, e.g. {"clip": {}, "clip_b1": {"batchSize": 1, "maxBatchDelay": 0}}."""
+    config = re.sub(r"\\\n\s*", "", (ROOT / "model-server" / "config.properties").read_text())
+    shipped = json.loads(re.search(r"^models=(.*?\})\s*$", config, re.M | re.S).group(1))["clip"]
+    models = {}
+    for name, overrides in variants.items():
+        models[name] = json.loads(json.dumps(shipped))
+        models[name]["1.0"].update(overrides)
+    lines = [line for line in config.splitlines() if not line.startswith(("models=", "load_models="))]
+    lines += [f"models={json.dumps(models)}", "load_models=" + ",".join(f"{n}=clip.mar" for n in variants)]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def running_torchserve(
+    mar: Path, variants: dict[str, dict], env: dict[str, str] | None = None
+) -> Iterator[dict]:
+    """The real TorchServe on loopback with `variants` of the shipped registration, until every
+    worker is READY. Yields {"url", "management", "proc", "workdir", "ready_s"} (ready_s = launch to
+    every worker READY, the cold start)."""
     mar = mar.resolve()  # TorchServe runs in its own working directory
     workdir = Path(tempfile.mkdtemp(prefix="bench-torchserve-"))
     tmp = workdir / "tmp"
     tmp.mkdir()
     ports = {name: free_port() for name in ("inference", "management", "metrics", "grpc_i", "grpc_m")}
-    config = (ROOT / "model-server" / "config.properties").read_text()
-    shipped = re.search(r"^models=(.*?\})\s*$", re.sub(r"\\\n\s*", "", config), re.M | re.S).group(1)
-    models = json.loads(shipped)
-    unbatched = json.loads(json.dumps(models["clip"]))
-    unbatched["1.0"].update(batchSize=1, maxBatchDelay=0)
-    models["clip_b1"] = unbatched
-    lines = [
-        line
-        for line in re.sub(r"\\\n\s*", "", config).splitlines()
-        if not line.startswith(("models=", "load_models="))
-    ]
-    lines += [f"models={json.dumps(models)}", "load_models=clip=clip.mar,clip_b1=clip.mar"]
-    (workdir / "config.properties").write_text("\n".join(lines) + "\n")
+    (workdir / "config.properties").write_text(torchserve_config(variants))
     env = {
         **os.environ,
         "TMPDIR": str(tmp),
         "TEMP": str(tmp),
-        "MODEL_SERVER_PRECISION": precision,
-        "MODEL_SERVER_THREADS": str(threads),
         "TS_INFERENCE_ADDRESS": f"http://{LOOPBACK}:{ports['inference']}",
         "TS_MANAGEMENT_ADDRESS": f"http://{LOOPBACK}:{ports['management']}",
         "TS_METRICS_ADDRESS": f"http://{LOOPBACK}:{ports['metrics']}",
         "TS_GRPC_INFERENCE_PORT": str(ports["grpc_i"]),
         "TS_GRPC_MANAGEMENT_PORT": str(ports["grpc_m"]),
+        **(env or {}),
     }
     command = [
         str(Path(sys.executable).parent / "torchserve"),
@@ -227,22 +234,51 @@ def torchserve_round_trips(mar: Path, image: bytes, precision: str, threads: int
         "--model-store", str(mar.parent),
     ]  # fmt: skip
     log = open(workdir / "torchserve.out", "wb")
+    started = time.perf_counter()
     proc = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    base = f"http://{LOOPBACK}:{ports['inference']}"
     completed = False
     try:
         deadline = time.monotonic() + 300
-        while not all(_worker_ready(ports["management"], name) for name in ("clip", "clip_b1")):
+        while not all(_worker_ready(ports["management"], name) for name in variants):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
                 tail = (workdir / "torchserve.out").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"TorchServe did not come up:\n{tail}")
-            time.sleep(1)
+            time.sleep(0.1)
+        yield {
+            "url": f"http://{LOOPBACK}:{ports['inference']}",
+            "management": f"http://{LOOPBACK}:{ports['management']}",
+            "proc": proc,
+            "workdir": workdir,
+            "ready_s": time.perf_counter() - started,
+        }
+        completed = True
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        if completed:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"TorchServe's files kept in {workdir}", file=sys.stderr)
+
+
+def torchserve_round_trips(mar: Path, image: bytes, precision: str, threads: int, reps: int) -> dict:
+    """Sequential single-image requests to the real TorchServe, shipped batching vs batchSize 1."""
+    variants = {"clip": {}, "clip_b1": {"batchSize": 1, "maxBatchDelay": 0}}
+    env = {"MODEL_SERVER_PRECISION": precision, "MODEL_SERVER_THREADS": str(threads)}
+    with running_torchserve(mar, variants, env) as server:
+        base = server["url"]
         latency, throughput = {}, {}
         with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
-            for name in ("clip", "clip_b1"):
+            for name in variants:
 
                 def call(name=name):
                     response = client.post(
@@ -259,27 +295,13 @@ def torchserve_round_trips(mar: Path, image: bytes, precision: str, threads: int
                     start = time.perf_counter()
                     list(pool.map(lambda _, call=call: call(), range(total)))
                     throughput[name] = total / (time.perf_counter() - start)
-        completed = True
-        return {
-            "shipped_s": latency["clip"],
-            "batch1_s": latency["clip_b1"],
-            "concurrency": CONCURRENCY,
-            "shipped_images_per_s": throughput["clip"],
-            "batch1_images_per_s": throughput["clip_b1"],
-        }
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        log.close()
-        if completed:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"TorchServe's files kept in {workdir}", file=sys.stderr)
+    return {
+        "shipped_s": latency["clip"],
+        "batch1_s": latency["clip_b1"],
+        "concurrency": CONCURRENCY,
+        "shipped_images_per_s": throughput["clip"],
+        "batch1_images_per_s": throughput["clip_b1"],
+    }
 
 
 def _worker_ready(management_port: int, name: str) -> bool:

@@ -1,0 +1,546 @@
+#!/usr/bin/env python
+"""The whole model path on this machine, in one run, as ratios (`make bench`). A script that prints
+tables and writes JSON, never a test; nothing here asserts.
+
+    python loadtest/bench.py                    # ~10 minutes on 2 cores
+    python loadtest/bench.py --reps 10 --no-compile --delays 5
+
+1. Encode efficiency of ViT-B/32 (seeded weights: the real architecture and compute) for fp32, bf16,
+   int8 at one thread: FLOPs / (time x the GEMM rate measured now), plus each precision's agreement
+   with fp32 (cosine over sample catalog photos), and torch.compile's gain and cost.
+2. The real TorchServe (untrained ViT-B/32 .mar) behind the real API (uvicorn) over the sample catalog
+   index built with the same model: round trip and `/recommend` p50 at concurrency 1 over the bare
+   forward, and throughput at concurrency 4 with dynamic batching on and off, for several
+   maxBatchDelay values.
+3. The shipped config alone: cold start to ready of TorchServe and of the API over a synthetic
+   100k x 512 bundle, and peak RSS (VmHWM) of the JVM, the worker and the API after serving.
+
+Reuses bench_model.py (GEMM rate, FLOP count, TorchServe launcher) and bench_index.py (clustered
+synthetic vectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import torch
+from annoy import AnnoyIndex
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the sibling benchmarks are scripts, not a package
+
+import bench_index  # noqa: E402
+import bench_model  # noqa: E402
+from bench_model import LOOPBACK, ROOT, count_flops, ensure_model, gemm_rates, sample_jpeg, timed  # noqa: E402
+
+from fashion_clip.catalog.sample import generate_sample_catalog  # noqa: E402
+from fashion_clip.clients import EmbedderSettings, make_client  # noqa: E402
+from fashion_clip.embedding import ClipEmbedder, resolve_precision  # noqa: E402
+from fashion_clip.images import load_rgb  # noqa: E402
+from fashion_clip.index.build import _file_digests, _write_bundle_files, build_annoy_index  # noqa: E402
+from fashion_clip.index.bundle import FORMAT_VERSION, MANIFEST_FILE, METRIC  # noqa: E402
+from fashion_clip.modeldir import read_manifest  # noqa: E402
+
+PRECISIONS = ("fp32", "bf16", "int8")
+GIB = 1024**3
+# The goals this machine's default path is held to (reported, never asserted).
+GOAL_EFFICIENCY = 0.75
+GOAL_RECOMMEND_OVER_FORWARD = 1.15
+GOAL_MODEL_SERVER_RSS = GIB
+
+
+# --- 1. encode efficiency --------------------------------------------------------------------------
+
+
+def shape_rates(threads: int, rows: int, reps: int) -> dict[str, float]:
+    """FLOP/s of the model's own widest GEMM (rows x 768 -> 3072, one image = 50 rows): the ceiling a
+    batch-1 forward meets before any overhead, next to the large-matrix rate."""
+    torch.set_num_threads(threads)
+    x32, weight = torch.randn(rows, 768), torch.randn(3072, 768)
+    flops = 2.0 * rows * 768 * 3072
+    linear = torch.nn.Linear(768, 3072)
+    quantized = torch.ao.quantization.quantize_dynamic(
+        torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    with torch.inference_mode():
+        return {
+            "fp32": flops / timed(lambda: torch.nn.functional.linear(x32, weight), reps),
+            "bf16": flops
+            / timed(lambda: torch.nn.functional.linear(x32.bfloat16(), weight.bfloat16()), reps),
+            "int8": flops / timed(lambda: quantized(x32), reps),
+        }
+
+
+def encode_section(model_dir: Path, image: bytes, photos: list[bytes], reps: int, compile_: bool) -> dict:
+    torch.set_num_threads(1)
+    reference = ClipEmbedder(model_dir, precision="fp32", threads=1)
+    pixels = reference.preprocess([load_rgb(image)])
+    catalog_pixels = reference.preprocess([load_rgb(data) for data in photos])
+    truth = reference.encode_pixels(catalog_pixels)
+    flops = count_flops(reference, pixels)["total"]
+    del reference
+    rows = []
+    for precision in PRECISIONS:
+        embedder = ClipEmbedder(model_dir, precision=precision, threads=1)
+        seconds = timed(lambda e=embedder: e.encode_pixels(pixels), reps, warmup=3)
+        cosine = (embedder.encode_pixels(catalog_pixels) * truth).sum(axis=1)
+        rows.append({"precision": precision, "batch1_s": seconds, "cosine_min": float(cosine.min())})
+        print(f"  {precision}: {seconds * 1e3:.1f} ms, cosine to fp32 >= {cosine.min():.6f}", flush=True)
+        del embedder
+    result = {"flops_per_image": flops, "photos": len(photos), "rows": rows}
+    if compile_:
+        result["compiled"] = compiled_encode(model_dir, pixels, catalog_pixels, truth, reps)
+    return result
+
+
+def compiled_encode(
+    model_dir: Path, pixels: torch.Tensor, catalog_pixels: torch.Tensor, truth: np.ndarray, reps: int
+) -> dict:
+    """torch.compile (inductor, frozen weights prepacked for oneDNN) of auto's precision, 1 thread."""
+    import torch._inductor.config as inductor
+
+    precision = resolve_precision("auto")
+    embedder = ClipEmbedder(model_dir, precision=precision, threads=1)
+    inductor.freezing = True
+    visual = embedder.model.visual
+    compiled = torch.compile(visual)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        compiled(pixels.to(embedder.input_dtype))
+    compile_s = time.perf_counter() - started
+
+    def encode(batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            features = compiled(batch.to(embedder.input_dtype)).float()
+        return torch.nn.functional.normalize(features, dim=-1).numpy()
+
+    seconds = timed(lambda: encode(pixels), reps, warmup=3)
+    cosine = np.concatenate(
+        [(encode(p[None]) * t).sum(axis=1) for p, t in zip(catalog_pixels, truth, strict=True)]
+    )
+    print(f"  {precision} compiled: {seconds * 1e3:.1f} ms (compile {compile_s:.0f} s)", flush=True)
+    return {
+        "precision": precision,
+        "batch1_s": seconds,
+        "compile_s": compile_s,
+        "cosine_min": float(cosine.min()),
+    }
+
+
+def in_process(model_dir: Path, threads: int, image: bytes, reps: int) -> tuple[float, float]:
+    """(bare forward, decode + preprocess + forward) of one image in process, auto's precision."""
+    embedder = ClipEmbedder(model_dir, precision="auto", threads=threads)
+    pixels = embedder.preprocess([load_rgb(image)])
+    bare = timed(lambda: embedder.encode_pixels(pixels), reps, warmup=3)
+    return bare, timed(lambda: embedder.encode_images([load_rgb(image)]), reps, warmup=1)
+
+
+# --- indexes ---------------------------------------------------------------------------------------
+
+
+def ensure_catalog_index(cache: Path, model_dir: Path, count: int) -> tuple[Path, Path]:
+    """The sample catalog and its index bundle, built in process with the benchmark's model (once)."""
+    catalog, index = cache / f"catalog-{count}", cache / f"index-{count}"
+    if not (catalog / "catalog.csv").is_file():
+        generate_sample_catalog(catalog, count=count, seed=0, overwrite=True)
+    if not (index / MANIFEST_FILE).is_file():
+        print(f"indexing the {count}-item sample catalog (once)...", flush=True)
+        client = make_client(EmbedderSettings(backend="local", model_dir=model_dir))
+        build_annoy_index(catalog, index, client, progress=False)
+    return catalog, index
+
+
+def ensure_synthetic_bundle(cache: Path, model_dir: Path, items: int, trees: int) -> Path:
+    """A bundle the API accepts: bench_index's clustered unit vectors, a manifest naming the served model."""
+    dest = cache / f"synthetic-{items}"
+    if (dest / MANIFEST_FILE).is_file():
+        return dest
+    print(f"building a synthetic {items} x 512 bundle ({trees} trees, once)...", flush=True)
+    manifest = read_manifest(model_dir)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0.0, 1.0, (1000, manifest.embed_dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = bench_index.clustered(rng, items, manifest.embed_dim, centres, 1.0)
+    annoy = AnnoyIndex(manifest.embed_dim, METRIC)
+    annoy.set_seed(0)
+    categories = ("t-shirt", "dress", "trousers", "skirt", "jacket", "shoes", "bag", "hat", "scarf")
+    records = []
+    for position, vector in enumerate(vectors):
+        annoy.add_item(position, vector)
+        records.append(
+            {
+                "id": f"syn-{position:06d}",
+                "title": f"synthetic item {position}",
+                "category": categories[position % len(categories)],
+                "color": "grey",
+                "price": 10.0,
+                "image": f"https://images.example.com/syn-{position:06d}.jpg",
+            }
+        )
+    staging = dest.with_name(dest.name + ".tmp")
+    staging.mkdir(parents=True, exist_ok=True)
+    _write_bundle_files(staging, annoy, records, trees, n_jobs=-1)
+    bundle_manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "model_name": manifest.model_name,
+            "model_id": manifest.model_id,
+            "weights_sha256": manifest.weights_sha256,
+            "untrained": manifest.untrained,
+            "embed_dim": manifest.embed_dim,
+        },
+        "dim": manifest.embed_dim,
+        "metric": METRIC,
+        "trees": trees,
+        "item_count": items,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": _file_digests(staging),
+        "skipped": [],
+    }
+    (staging / MANIFEST_FILE).write_text(json.dumps(bundle_manifest, indent=2) + "\n")
+    staging.rename(dest)
+    return dest
+
+
+# --- servers ---------------------------------------------------------------------------------------
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM) in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
+
+
+def torchserve_processes(launcher: int) -> tuple[int, list[int]]:
+    """(the frontend JVM's pid, the Python workers' pids) under TorchServe's launcher."""
+    children = psutil.Process(launcher).children(recursive=True)
+    java = [p.pid for p in children if p.name() == "java"]
+    workers = [p.pid for p in children if "model_service_worker" in " ".join(p.cmdline())]
+    return java[0], workers
+
+
+def worker_threads(workdir: Path) -> list[int]:
+    """torch.get_num_threads() in each worker, from the handler's "clip handler ready" log line."""
+    text = "\n".join(path.read_text(errors="replace") for path in (workdir / "logs").glob("model_log*.log"))
+    return [int(n) for n in re.findall(r"clip handler ready: .*?, (\d+) threads", text)]
+
+
+@contextmanager
+def running_api(index_dir: Path, model_url: str, model_name: str, log: Path) -> Iterator[dict]:
+    """`python -m recommender` on loopback in front of TorchServe; yields {"url", "proc", "ready_s"}."""
+    port = bench_model.free_port()
+    env = {
+        **os.environ,
+        "RECOMMENDER_HOST": LOOPBACK,
+        "RECOMMENDER_PORT": str(port),
+        "RECOMMENDER_INDEX_DIR": str(index_dir),
+        "RECOMMENDER_EMBEDDER__BACKEND": "torchserve",
+        "RECOMMENDER_EMBEDDER__URL": model_url,
+        "RECOMMENDER_EMBEDDER__MODEL_NAME": model_name,
+        "RECOMMENDER_EMBEDDER__TIMEOUT_SECONDS": "120",
+        "RECOMMENDER_LOG_LEVEL": "warning",
+    }
+    url = f"http://{LOOPBACK}:{port}"
+    with open(log, "ab") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recommender"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the API did not get ready; see {log}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+            yield {"url": url, "proc": proc, "ready_s": time.perf_counter() - started}
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def p50_and_rate(call, reps: int, concurrency: int, per_client: int) -> dict:
+    """Median latency of sequential calls, then requests/s with `concurrency` closed-loop clients."""
+    p50 = timed(call, reps, warmup=3)
+    total = concurrency * per_client
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(lambda _: call(), range(concurrency)))  # warm every connection
+        started = time.perf_counter()
+        list(pool.map(lambda _: call(), range(total)))
+        rate = total / (time.perf_counter() - started)
+    return {"p50_s": p50, "per_s": rate}
+
+
+def recommend_call(client: httpx.Client, url: str, image: bytes):
+    def call() -> None:
+        response = client.post(
+            f"{url}/recommend", params={"k": 10}, files={"file": ("q.jpg", image, "image/jpeg")}
+        )
+        response.raise_for_status()
+
+    return call
+
+
+def predict_call(client: httpx.Client, url: str, name: str, image: bytes):
+    def call() -> None:
+        response = client.post(
+            f"{url}/predictions/{name}", content=image, headers={"Content-Type": "application/octet-stream"}
+        )
+        response.raise_for_status()
+
+    return call
+
+
+def serving_section(
+    mar: Path, index: Path, image: bytes, variants: dict[str, dict], args, logs: Path
+) -> dict:
+    """Every batching variant in one TorchServe; each measured directly and through its own API."""
+    env = {"MODEL_SERVER_THREADS": str(args.server_threads)} if args.server_threads else {}
+    rows = {}
+    with bench_model.running_torchserve(mar, variants, env) as server:
+        threads = worker_threads(server["workdir"])
+        limits = httpx.Limits(max_connections=args.concurrency + 1)
+        with httpx.Client(timeout=120, limits=limits) as client:
+            for name, overrides in variants.items():
+                direct = p50_and_rate(
+                    predict_call(client, server["url"], name, image),
+                    args.reps,
+                    args.concurrency,
+                    args.per_client,
+                )
+                with running_api(index, server["url"], name, logs / "api.log") as api:
+                    through = p50_and_rate(
+                        recommend_call(client, api["url"], image),
+                        args.reps,
+                        args.concurrency,
+                        args.per_client,
+                    )
+                rows[name] = {"overrides": overrides, "torchserve": direct, "recommend": through}
+                print(
+                    f"  {name} {overrides}: TorchServe p50 {direct['p50_s'] * 1e3:.1f} ms, "
+                    f"/recommend p50 {through['p50_s'] * 1e3:.1f} ms, c{args.concurrency} "
+                    f"{through['per_s']:.1f}/s",
+                    flush=True,
+                )
+    return {"worker_threads": threads, "variants": rows}
+
+
+def footprint_section(mar: Path, bundle: Path, image: bytes, args, logs: Path) -> dict:
+    """The shipped config alone: cold starts and peak RSS after serving through a 100k-item API."""
+    env = {"MODEL_SERVER_THREADS": str(args.server_threads)} if args.server_threads else {}
+    with bench_model.running_torchserve(mar, {"clip": {}}, env) as server:
+        first = time.perf_counter()
+        httpx.post(
+            f"{server['url']}/predictions/clip",
+            content=image,
+            headers={"Content-Type": "application/octet-stream"},
+        ).raise_for_status()
+        first_s = time.perf_counter() - first
+        with running_api(bundle, server["url"], "clip", logs / "api-100k.log") as api:
+            with httpx.Client(
+                timeout=120, limits=httpx.Limits(max_connections=args.concurrency + 1)
+            ) as client:
+                served = p50_and_rate(
+                    recommend_call(client, api["url"], image), args.reps, args.concurrency, args.per_client
+                )
+            java, workers = torchserve_processes(server["proc"].pid)
+            result = {
+                "torchserve_ready_s": server["ready_s"],
+                "first_prediction_s": first_s,
+                "api_ready_s": api["ready_s"],
+                "recommend_100k": served,
+                "rss": {
+                    "jvm": peak_rss(java),
+                    "workers": [peak_rss(pid) for pid in workers],
+                    "api": peak_rss(api["proc"].pid),
+                },
+            }
+    rss = result["rss"]
+    print(
+        f"  TorchServe ready in {result['torchserve_ready_s']:.1f} s, API (100k) in {result['api_ready_s']:.1f} s; "
+        f"peak RSS JVM {rss['jvm'] / 2**20:.0f} MiB, worker {sum(rss['workers']) / 2**20:.0f} MiB, "
+        f"API {rss['api'] / 2**20:.0f} MiB",
+        flush=True,
+    )
+    return result
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def report(result: dict) -> str:
+    m = result["machine"]
+    enc = result["encode"]
+    flops = enc["flops_per_image"]
+    gemm, shape = result["gemm_1_thread"], result["shape_gemm_1_thread"]
+    default = result["default_precision"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cpus']} CPUs ({m.get('threads_per_core', '?')} thread/core), "
+        f"ISA {' '.join(m.get('isa', []))}, native bf16: {m['native_bf16']}; torch {m['torch']}; "
+        f"load avg before {m['loadavg_before'][0]:.2f}, after {result['loadavg_after'][0]:.2f}",
+        f"ViT-B/32 image tower: {flops / 1e9:.2f} GFLOPs per image; default precision (auto): {default}",
+        "",
+        "1. Encode, batch 1, 1 thread. efficiency = FLOPs / (time x GEMM rate at n=2048, same run);"
+        " ceiling = the model's own 50-row GEMM / GEMM rate",
+        "| precision | ms | GFLOP/s | GEMM rate | efficiency | 50-row GEMM ceiling | cosine to fp32 (min) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in enc["rows"] + ([enc["compiled"]] if enc.get("compiled") else []):
+        precision = row["precision"]
+        name = precision + (" compiled" if "compile_s" in row else "")
+        achieved = flops / row["batch1_s"]
+        lines.append(
+            f"| {name} | {row['batch1_s'] * 1e3:.1f} | {achieved / 1e9:.0f} | {gemm[precision] / 1e9:.0f} | "
+            f"{achieved / gemm[precision]:.2f} | {shape[precision] / gemm[precision]:.2f} | {row['cosine_min']:.6f} |"
+        )
+    if enc.get("compiled"):
+        lines.append(f"(torch.compile took {enc['compiled']['compile_s']:.0f} s before the first answer)")
+    serving = result["serving"]
+    bare = result["bare_forward_s"]
+    lines += [
+        "",
+        f"2. Serving, one 640x480 JPEG, {default}, worker threads {serving['worker_threads']}; bare forward in"
+        f" process at the same threads {bare * 1e3:.1f} ms; decode+preprocess+forward in process "
+        f"{result['in_process_s'] * 1e3:.1f} ms ({result['in_process_s'] / bare:.2f}x)",
+        f"| TorchServe registration | TorchServe p50 ms | ÷ forward | /recommend p50 ms | ÷ forward |"
+        f" TorchServe c{result['concurrency']} /s | /recommend c{result['concurrency']} /s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in serving["variants"].items():
+        ts, api = row["torchserve"], row["recommend"]
+        settings = ", ".join(f"{k} {v}" for k, v in row["overrides"].items()) or "shipped"
+        lines.append(
+            f"| {name} ({settings}) | {ts['p50_s'] * 1e3:.1f} | {ts['p50_s'] / bare:.2f} | {api['p50_s'] * 1e3:.1f} | "
+            f"{api['p50_s'] / bare:.2f} | {ts['per_s']:.1f} | {api['per_s']:.1f} |"
+        )
+    fp = result["footprint"]
+    rss = fp["rss"]
+    model_server = rss["jvm"] + sum(rss["workers"])
+    lines += [
+        "",
+        "3. Shipped config alone; peak RSS (VmHWM) after serving through the API over a synthetic"
+        f" {result['synthetic_items']}-item bundle",
+        "| measure | value |",
+        "| --- | ---: |",
+        f"| TorchServe cold start to worker READY | {fp['torchserve_ready_s']:.1f} s |",
+        f"| first prediction after READY | {fp['first_prediction_s'] * 1e3:.0f} ms |",
+        f"| API cold start to /readyz 200 ({result['synthetic_items']} items) | {fp['api_ready_s']:.1f} s |",
+        f"| /recommend p50 / c{result['concurrency']} over {result['synthetic_items']} items | "
+        f"{fp['recommend_100k']['p50_s'] * 1e3:.1f} ms / {fp['recommend_100k']['per_s']:.1f}/s |",
+        f"| RSS TorchServe JVM | {rss['jvm'] / 2**20:.0f} MiB |",
+        f"| RSS TorchServe worker | {sum(rss['workers']) / 2**20:.0f} MiB |",
+        f"| RSS model server (JVM + worker) | {model_server / 2**20:.0f} MiB |",
+        f"| RSS API | {rss['api'] / 2**20:.0f} MiB |",
+    ]
+    head = result["headline"]
+    lines += [
+        "",
+        "Headline ratios against the goals:",
+        "| ratio | value | goal |",
+        "| --- | ---: | ---: |",
+        f"| encode efficiency, {default}, 1 thread | {head['efficiency']:.2f} | >= {GOAL_EFFICIENCY} |",
+        f"| TorchServe round trip ÷ bare forward (shipped) | {head['torchserve_over_forward']:.2f} | - |",
+        f"| /recommend p50 c1 ÷ bare forward (shipped) | {head['recommend_over_forward']:.2f} |"
+        f" <= {GOAL_RECOMMEND_OVER_FORWARD} |",
+        f"| /recommend throughput c{result['concurrency']}, batching on ÷ off | {head['batching_gain']:.2f} | - |",
+        f"| model server peak RSS | {model_server / GIB:.2f} GiB | <= 1 GiB |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "build" / "bench-model")
+    parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "reports" / "bench.json")
+    parser.add_argument("--reps", type=int, default=20, help="timed repetitions per latency")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--per-client", type=int, default=8, help="requests per client in the burst")
+    parser.add_argument("--catalog-count", type=int, default=120)
+    parser.add_argument("--synthetic-items", type=int, default=100_000)
+    parser.add_argument("--trees", type=int, default=50)
+    parser.add_argument(
+        "--delays", type=int, nargs="*", default=[20, 5], help="maxBatchDelay (ms) values with batchSize 8"
+    )
+    parser.add_argument("--server-threads", type=int, default=0, help="MODEL_SERVER_THREADS; 0 = shipped")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile's measurement")
+    args = parser.parse_args(argv)
+
+    result: dict = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": bench_model.machine(),
+        "default_precision": resolve_precision("auto"),
+        "concurrency": args.concurrency,
+        "synthetic_items": args.synthetic_items,
+    }
+    logs = args.cache_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    model_dir, mar = ensure_model(args.cache_dir, with_archive=True)
+    catalog, index = ensure_catalog_index(args.cache_dir, model_dir, args.catalog_count)
+    bundle = ensure_synthetic_bundle(args.cache_dir, model_dir, args.synthetic_items, args.trees)
+    image = sample_jpeg()
+    photos = [path.read_bytes() for path in sorted((catalog / "images").iterdir())[:8]]
+
+    print("GEMM rates (1 thread)...", flush=True)
+    result["gemm_1_thread"] = gemm_rates(1, 2048, 5)
+    result["shape_gemm_1_thread"] = shape_rates(1, 50, 20)
+    print("encode, batch 1, 1 thread...", flush=True)
+    result["encode"] = encode_section(model_dir, image, photos, args.reps, not args.no_compile)
+
+    variants = {"clip": {}, "clip_nobatch": {"batchSize": 1, "maxBatchDelay": 0}}
+    variants.update({f"clip_d{d}": {"batchSize": 8, "maxBatchDelay": d} for d in args.delays})
+    print(f"serving ({', '.join(variants)})...", flush=True)
+    result["serving"] = serving_section(mar, index, image, variants, args, logs)
+
+    threads = result["serving"]["worker_threads"][0] if result["serving"]["worker_threads"] else 1
+    result["bare_forward_s"], result["in_process_s"] = in_process(model_dir, threads, image, args.reps)
+
+    print("footprint and cold starts (shipped config)...", flush=True)
+    result["footprint"] = footprint_section(mar, bundle, image, args, logs)
+
+    default = result["default_precision"]
+    row = next(r for r in result["encode"]["rows"] if r["precision"] == default)
+    shipped, unbatched = result["serving"]["variants"]["clip"], result["serving"]["variants"]["clip_nobatch"]
+    result["headline"] = {
+        "efficiency": result["encode"]["flops_per_image"]
+        / row["batch1_s"]
+        / result["gemm_1_thread"][default],
+        "torchserve_over_forward": shipped["torchserve"]["p50_s"] / result["bare_forward_s"],
+        "recommend_over_forward": shipped["recommend"]["p50_s"] / result["bare_forward_s"],
+        "batching_gain": shipped["recommend"]["per_s"] / unbatched["recommend"]["per_s"],
+        "model_server_rss_bytes": result["footprint"]["rss"]["jvm"]
+        + sum(result["footprint"]["rss"]["workers"]),
+    }
+    result["loadavg_after"] = list(os.getloadavg())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(report(result))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
