@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_server.servers import KServe, TorchServe, write_test_config
+from model_server.servers import KServe, TorchServe
 from PIL import Image
 from procs import LOOPBACK, Server, free_port
 
@@ -43,54 +43,12 @@ def torchserve(
     tiny_mar: Path, java: str, venv_bin: Path, repo_root: Path, tmp_path_factory
 ) -> Iterator[TorchServe]:
     """The real TorchServe, started as the image starts it but with every listener on loopback."""
-    workdir = tmp_path_factory.mktemp("torchserve")
-    tmp = workdir / "tmp"  # the pid file, worker sockets and extracted archives: one per server
-    tmp.mkdir()
-    ports = {name: free_port() for name in ("inference", "management", "metrics", "grpc_i", "grpc_m")}
-    write_test_config(
-        repo_root / "model-server" / "config.properties", workdir / "config.properties", ports["management"]
-    )
-    env = {
-        "TMPDIR": str(tmp),
-        "TEMP": str(tmp),
-        "MODEL_SERVER_PRECISION": "fp32",
-        "MODEL_SERVER_THREADS": "1",
-        # enable_envvars_config=true in the shipped config: TS_* overrides it.
-        "TS_INFERENCE_ADDRESS": f"http://{LOOPBACK}:{ports['inference']}",
-        "TS_METRICS_ADDRESS": f"http://{LOOPBACK}:{ports['metrics']}",
-        "TS_GRPC_INFERENCE_PORT": str(ports["grpc_i"]),
-        "TS_GRPC_MANAGEMENT_PORT": str(ports["grpc_m"]),
-    }
-    command = [
-        str(venv_bin / "torchserve"),
-        "--start",
-        "--foreground",
-        "--ncs",
-        "--disable-token-auth",
-        "--ts-config",
-        str(workdir / "config.properties"),
-        "--model-store",
-        str(tiny_mar.parent),
-    ]
-    server = Server(command, workdir / "torchserve.out", env=env, cwd=workdir)
-    served = TorchServe(
-        url=f"http://{LOOPBACK}:{ports['inference']}",
-        management_url=f"http://{LOOPBACK}:{ports['management']}",
-        metrics_url=f"http://{LOOPBACK}:{ports['metrics']}",
-        ports=ports,
-        server=server,
-        workdir=workdir,
-    )
+    served = TorchServe(tmp_path_factory.mktemp("torchserve"), tiny_mar, venv_bin, repo_root)
     try:
-        server.wait_http(f"{served.url}/ping", timeout=180)
-        # /ping is healthy once the frontend runs; the worker may still be loading the model.
-        server.wait_http(f"{served.management_url}/models/clip", timeout=180)
-        server.wait_until(
-            lambda: "clip handler ready" in served.model_log(), timeout=180, what="clip worker loaded"
-        )
+        served.start()
         yield served
     finally:
-        server.stop()
+        served.stop()
 
 
 @pytest.fixture(scope="module")

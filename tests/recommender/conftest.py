@@ -8,7 +8,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import sys
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 from annoy import AnnoyIndex
+from model_server.servers import TorchServe
 from procs import LOOPBACK, Server, free_port
 
 from fashion_clip.catalog.sample import generate_sample_catalog
@@ -214,104 +213,18 @@ def local_api(
     api.server.stop(signal.SIGTERM)
 
 
+# A wide batching window, so requests the client sends together provably share one batch.
 BATCH_DELAY_MS = 500
-
-
-class TorchServeProcess:
-    """The real TorchServe with the tiny .mar and the shipped config.properties, every listener on
-    loopback; stoppable, restartable on the same ports, and pausable (SIGSTOP) to play a hung server."""
-
-    def __init__(self, workdir: Path, tiny_mar: Path, venv_bin: Path, repo_root: Path) -> None:
-        self.workdir = workdir
-        self.ports = {
-            name: free_port() for name in ("inference", "management", "metrics", "grpc_i", "grpc_m")
-        }
-        self.url = f"http://{LOOPBACK}:{self.ports['inference']}"
-        config = (repo_root / "model-server" / "config.properties").read_text()
-        config, n = re.subn(
-            r"^management_address=.*$",
-            f"management_address=http://{LOOPBACK}:{self.ports['management']}",
-            config,
-            flags=re.M,
-        )
-        # A wide batching window, so requests the client sends together provably share one batch.
-        config, m = re.subn(r'"maxBatchDelay": \d+', f'"maxBatchDelay": {BATCH_DELAY_MS}', config)
-        assert (n, m) == (1, 1), "config.properties changed shape: update this rewrite"
-        (workdir / "config.properties").write_text(config)
-        tmp = workdir / "tmp"  # pid file, worker sockets, extracted archive: private to this server
-        tmp.mkdir()
-        self.env = {
-            "TMPDIR": str(tmp),
-            "MODEL_SERVER_PRECISION": "fp32",
-            "MODEL_SERVER_THREADS": "1",
-            "TS_INFERENCE_ADDRESS": self.url,
-            "TS_METRICS_ADDRESS": f"http://{LOOPBACK}:{self.ports['metrics']}",
-            "TS_GRPC_INFERENCE_PORT": str(self.ports["grpc_i"]),
-            "TS_GRPC_MANAGEMENT_PORT": str(self.ports["grpc_m"]),
-        }
-        self.command = [
-            str(venv_bin / "torchserve"),
-            "--start",
-            "--foreground",
-            "--ncs",
-            "--disable-token-auth",
-            "--ts-config",
-            str(workdir / "config.properties"),
-            "--model-store",
-            str(tiny_mar.parent),
-            "--models",
-            f"clip={tiny_mar.name}",
-        ]
-        self.server: Server | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.server = Server(
-            self.command, self.workdir / f"torchserve-{self.starts}.out", env=self.env, cwd=self.workdir
-        )
-        # /ping answers once the frontend runs; a prediction only once the worker has the model.
-        self.server.wait_until(
-            lambda: (
-                httpx.post(f"{self.url}/predictions/clip", json={"text": "ping"}, timeout=5).status_code
-                == 200
-            ),
-            timeout=180,
-            what="TorchServe serving clip",
-        )
-
-    def stop(self) -> None:
-        """Stop the whole process group and wait for the Java frontend itself to be gone: the
-        launcher refuses to start while the pid in its pid file still runs."""
-        if self.server is None:
-            return
-        pid_file = Path(self.env["TMPDIR"]) / ".model_server.pid"
-        java_pid = int(pid_file.read_text().strip()) if pid_file.is_file() else None
-        self.server.stop()
-        self.server = None
-        if java_pid is not None:
-            try:
-                psutil.Process(java_pid).wait(timeout=60)
-            except psutil.NoSuchProcess:
-                pass
-
-    def model_log(self) -> str:
-        path = self.workdir / "logs" / "model_log.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def pause(self) -> None:
-        os.killpg(self.server.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.killpg(self.server.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
 def torchserve_process(
     tmp_path_factory: pytest.TempPathFactory, tiny_mar: Path, java: str, venv_bin: Path, repo_root: Path
-) -> Iterator[TorchServeProcess]:
+) -> Iterator[TorchServe]:
     """Not started: the test decides when (the API must cope with a model server that comes later)."""
-    process = TorchServeProcess(tmp_path_factory.mktemp("torchserve"), tiny_mar, venv_bin, repo_root)
+    process = TorchServe(
+        tmp_path_factory.mktemp("torchserve"), tiny_mar, venv_bin, repo_root, batch_delay_ms=BATCH_DELAY_MS
+    )
     yield process
     if process.server is not None:
         process.resume()

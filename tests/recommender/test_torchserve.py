@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from model_server.servers import TorchServe
 
 from fashion_clip.embedding import ClipEmbedder
 
-from .conftest import Api, TorchServeProcess, api_env, read_bundle, start_api
+from .conftest import Api, api_env, read_bundle, start_api
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ TIMEOUT_SECONDS = 3
 
 @pytest.fixture(scope="module")
 def api(
-    tmp_path_factory: pytest.TempPathFactory, index_bundle: Path, torchserve_process: TorchServeProcess
+    tmp_path_factory: pytest.TempPathFactory, index_bundle: Path, torchserve_process: TorchServe
 ) -> Iterator[Api]:
     """Started before TorchServe, pointing at where it will listen."""
     env = api_env(
@@ -42,7 +43,7 @@ def photo(catalog: Path) -> bytes:
 
 
 def test_through_torchserve_from_its_absence_to_its_return(
-    api: Api, torchserve_process: TorchServeProcess, catalog: Path, index_bundle: Path, tiny_model: Path
+    api: Api, torchserve_process: TorchServe, catalog: Path, index_bundle: Path, tiny_model: Path
 ) -> None:
     ts = torchserve_process
     items, vectors, manifest = read_bundle(index_bundle)
@@ -124,7 +125,7 @@ def test_through_torchserve_from_its_absence_to_its_return(
 
 
 def test_direct_client_error_mapping_against_real_torchserve(
-    torchserve_process: TorchServeProcess, catalog: Path
+    torchserve_process: TorchServe, catalog: Path
 ) -> None:
     """TorchServe's own answers to bad images reach the client as the domain errors the shared
     decoder raises in process, with the same messages."""
@@ -165,7 +166,7 @@ def test_direct_client_error_mapping_against_real_torchserve(
 
 
 def test_a_batch_goes_as_concurrent_requests_that_torchserve_batches(
-    torchserve_process: TorchServeProcess, catalog: Path, index_bundle: Path
+    torchserve_process: TorchServe, catalog: Path, index_bundle: Path
 ) -> None:
     """Four images from one `embed_images` call arrive inside the batching window and are encoded in
     one forward pass, each answer in its place."""
