@@ -145,7 +145,7 @@ def test_api_down_is_a_sentence_not_a_traceback(monkeypatch: pytest.MonkeyPatch)
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     app = run_app(monkeypatch, "ftp://files")
     assert [e.value for e in app.error] == [
-        "Invalid settings: FRONTEND_API_URL: Value error, must start with http:// or https://, got 'ftp://files'"
+        "Invalid settings: FRONTEND_API_URL: must start with http:// or https://, got 'ftp://files'"
     ]
 
 
