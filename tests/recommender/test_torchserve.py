@@ -13,6 +13,8 @@ import pytest
 from model_server.servers import TorchServe
 
 from fashion_clip.embedding import ClipEmbedder
+from fashion_clip.errors import InvalidImage
+from fashion_clip.images import decode_image
 
 from .conftest import Api, api_env, read_bundle, start_api
 
@@ -86,6 +88,16 @@ def test_through_torchserve_from_its_absence_to_its_return(
         # A bad upload never reaches the model server and is refused as it would be locally.
         bad = http.post("/recommend", files={"file": ("x.jpg", b"not an image")})
         assert (bad.status_code, bad.json()["error"]) == (415, "unsupported_media_type")
+        # A truncated photo passes the API's header check; TorchServe's decode refuses it and the API
+        # answers the same 400 with our error shape, TorchServe's message ending in the decoder's own.
+        truncated = photo(catalog)[:400]
+        with pytest.raises(InvalidImage) as caught:
+            decode_image(truncated)
+        cut = http.post("/recommend", files={"file": ("cut.jpg", truncated)})
+        assert cut.status_code == 400 and set(cut.json()) == {"error", "message"}
+        assert cut.json()["error"] == "invalid_image"
+        assert cut.json()["message"].endswith(caught.value.message)
+        assert http.post("/predict", files={"file": ("cut.jpg", truncated)}).json() == cut.json()
 
         # 4. TorchServe hangs (SIGSTOP): 503 + Retry-After once the timeout has passed, not a hang.
         ts.pause()

@@ -45,6 +45,8 @@ class TorchServeClient(HttpEmbedderClient):
         return vector
 
     async def _gather(self, calls: list) -> list[dict]:
+        if len(calls) == 1:  # the common query: no task to wrap it in, no gather to wait on
+            return [await calls[0]]
         # Every request runs to its end (each is bounded by the timeout); then the first domain
         # error wins, so a bad image reports as 400/415 even if another request also failed.
         answers = await asyncio.gather(*calls, return_exceptions=True)

@@ -6,14 +6,13 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, Query, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from fashion_clip.errors import InvalidInput
-from fashion_clip.images import decode_image
 from recommender.errors import PayloadTooLarge
 from recommender.routes.common import CategoryFilter, K, ranked, require_category
 from recommender.routes.deps import ClientDep, HolderDep, MetricsDep, SettingsDep
 from recommender.schemas import ErrorBody, Prediction, Results
+from recommender.upload import check_image_header
 
 MAX_QUERY_CHARS = 1000
 MAX_EXCLUDE = 1000
@@ -31,19 +30,14 @@ router = APIRouter(tags=["query"], responses=UPLOAD_ERRORS)
 Upload = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, GIF, BMP or TIFF")]
 
 
-def _check_image(data: bytes) -> None:
-    """Decode fully, so a bad upload is refused here with the same answer whatever the backend."""
-    decode_image(data).close()
-
-
 async def _read_image(file: UploadFile, settings: SettingsDep, metrics: MetricsDep) -> bytes:
     limit = settings.max_upload_bytes
     # The body limit already stopped anything far over; the file itself is held to the exact limit.
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
-    with metrics.stage("decode"):
-        await run_in_threadpool(_check_image, data)
+    with metrics.stage("decode"):  # the header check (recommender.upload); the model side decodes
+        check_image_header(data)
     return data
 
 
