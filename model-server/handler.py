@@ -160,8 +160,13 @@ class ClipHandler(BaseHandler):
         text_vectors = self.embedder.encode_texts(batch.texts)
         return batch, image_vectors, text_vectors
 
-    def postprocess(self, result: tuple[ClipHandler.Batch, np.ndarray, np.ndarray]) -> list[dict]:
-        """One answer per request, in request order; failed rows get 400 and the error body."""
+    def postprocess(self, result: tuple[ClipHandler.Batch, np.ndarray, np.ndarray]) -> list[bytes]:
+        """One JSON answer per request, in request order; failed rows get 400 and the error body.
+
+        Serialised here, compactly, with the C encoder: handed a dict, TorchServe 0.12 dumps it with
+        `indent=2`, which takes json's pure-Python encoder (~0.3 ms for 512 floats) and a body half
+        as large again.
+        """
         batch, image_vectors, text_vectors = result
         answers: list[dict | None] = [None] * batch.size
         for rows, vectors in ((batch.image_rows, image_vectors), (batch.text_rows, text_vectors)):
@@ -170,6 +175,8 @@ class ClipHandler(BaseHandler):
         for row, exc in batch.errors.items():
             self.context.set_response_status(BAD_REQUEST, "Bad Request", idx=row)
             answers[row] = {"error": exc.code, "message": exc.message}
+        for row in range(batch.size):
+            self.context.set_response_content_type(row, "application/json")
         logger.info(
             "batch of %d: %d images, %d texts, %d rejected",
             batch.size,
@@ -177,4 +184,4 @@ class ClipHandler(BaseHandler):
             len(batch.text_rows),
             len(batch.errors),
         )
-        return answers
+        return [json.dumps(answer, separators=(",", ":")).encode() for answer in answers]

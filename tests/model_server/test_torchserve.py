@@ -28,6 +28,9 @@ def predict(served: TorchServe, **kwargs) -> httpx.Response:
 
 def assert_answer(response: httpx.Response, expected: np.ndarray) -> None:
     assert response.status_code == 200, response.text
+    # The handler's own compact JSON, not TorchServe's indented dump of a dict.
+    assert response.headers["content-type"] == "application/json"
+    assert b"\n" not in response.content and b", " not in response.content
     body = response.json()
     assert set(body) == {"embedding", "dim", "model", "model_id", "untrained"}
     vector = np.asarray(body["embedding"], dtype=np.float64)
