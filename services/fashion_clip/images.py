@@ -23,8 +23,12 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 MAX_IMAGE_PIXELS = 40_000_000
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Decode bytes into a fully loaded PIL image, or raise a domain error saying why not."""
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, load: bool = True) -> Image.Image:
+    """Decode bytes into a fully loaded PIL image, or raise a domain error saying why not.
+
+    With `load=False` only the header is read (tens of microseconds): format, size, pixel limit and
+    decompression bombs are judged, damage past the header is not.
+    """
     if not data:
         raise InvalidImage("The image is empty (0 bytes).")
     try:
@@ -41,7 +45,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
                 raise InvalidImage(
                     f"The image is {width}x{height} pixels, over the limit of {max_pixels} pixels."
                 )
-            image.load()
+            if load:
+                image.load()
     except UnidentifiedImageError as exc:
         raise UnsupportedMediaType("The data is not an image Pillow can identify.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -50,6 +55,15 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
         # Pillow raises OSError("image file is truncated ...") and friends for broken data.
         raise InvalidImage(f"The image could not be decoded: {exc}") from exc
     return image
+
+
+def check_image_header(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Raise what `decode_image` would for anything the header shows; read no pixels.
+
+    The API checks uploads this way on the event loop; the model side's full `decode_image` then
+    refuses a truncated or corrupt body with the same 400 `invalid_image`.
+    """
+    decode_image(data, max_pixels=max_pixels, load=False).close()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

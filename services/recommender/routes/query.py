@@ -8,11 +8,11 @@ import numpy as np
 from fastapi import APIRouter, File, Query, UploadFile
 
 from fashion_clip.errors import InvalidInput
+from fashion_clip.images import check_image_header
 from recommender.errors import PayloadTooLarge
 from recommender.routes.common import CategoryFilter, K, ranked, require_category
 from recommender.routes.deps import ClientDep, HolderDep, MetricsDep, SettingsDep
 from recommender.schemas import ErrorBody, Prediction, Results
-from recommender.upload import check_image_header
 
 MAX_QUERY_CHARS = 1000
 MAX_EXCLUDE = 1000
@@ -36,7 +36,7 @@ async def _read_image(file: UploadFile, settings: SettingsDep, metrics: MetricsD
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
-    with metrics.stage("decode"):  # the header check (recommender.upload); the model side decodes
+    with metrics.stage("decode"):  # the header check; the model side decodes the pixels
         check_image_header(data)
     return data
 

@@ -1,4 +1,4 @@
-"""The API's header-only upload check: the shared decoder's answers for what a header shows, and
+"""The header-only upload check the API runs: the full decoder's answers for what a header shows, and
 nothing read past it (the model side's full decode judges the pixels)."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from fashion_clip.errors import FashionClipError
-from fashion_clip.images import decode_image
-from recommender.upload import check_image_header
+from fashion_clip.images import check_image_header, decode_image
 
 
 def image_bytes(image: Image.Image, fmt: str) -> bytes:
