@@ -120,8 +120,9 @@ def ensure_model(cache: Path, with_archive: bool) -> tuple[Path, Path | None]:
         print(f"installing untrained ViT-B/32 into {model_dir} (once)...", flush=True)
         model_installer.install("untrained", model_dir=model_dir, model_store=None)
     mar = cache / "model-store" / "clip.mar"
-    if with_archive and not mar.is_file():
-        print(f"archiving {mar} (once)...", flush=True)
+    # The archive carries the handler: rebuild it when the handler changed since.
+    if with_archive and (not mar.is_file() or model_installer.HANDLER.stat().st_mtime > mar.stat().st_mtime):
+        print(f"archiving {mar}...", flush=True)
         model_installer.archive(model_dir, cache / "model-store")
     return model_dir, mar if with_archive else None
 
