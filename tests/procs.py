@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,3 +87,39 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def local_api_env(index_dir: Path, model_dir: Path | None = None, **overrides: str) -> dict[str, str]:
+    """Settings of an API on loopback over `index_dir` with the model in process at fp32 (as the test
+    indexes are built, so vectors compare exactly); `overrides` are more RECOMMENDER_* variables."""
+    env = {
+        "RECOMMENDER_HOST": LOOPBACK,
+        "RECOMMENDER_INDEX_DIR": str(index_dir),
+        "RECOMMENDER_EMBEDDER__BACKEND": "local",
+        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",
+    }
+    if model_dir is not None:
+        env["RECOMMENDER_EMBEDDER__MODEL_DIR"] = str(model_dir)
+    env.update(overrides)
+    return env
+
+
+def start_api(
+    env: dict[str, str], log_path: Path, ready: bool = True, timeout: float = 180.0
+) -> tuple[Server, str]:
+    """The real API (`python -m recommender` under uvicorn) on a free loopback port; waits for
+    /readyz 200, or only /healthz when `ready` is False."""
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    server = Server(
+        [sys.executable, "-m", "recommender"],
+        log_path,
+        env={**env, "RECOMMENDER_PORT": str(port)},
+        cwd=Path(log_path).parent,
+    )
+    try:
+        server.wait_http(f"{url}/readyz" if ready else f"{url}/healthz", timeout=timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server, url

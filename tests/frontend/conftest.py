@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import LOOPBACK, Server, free_port
+from procs import LOOPBACK, Server, free_port, local_api_env
+from procs import start_api as start_api_process
 
 ROOT = Path(__file__).resolve().parents[2]
 FRONTEND_DIR = ROOT / "frontend"
@@ -48,31 +49,18 @@ def sample_index(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, ven
 
 def start_api(index: Path, model_dir: Path, log_path: Path, ready: bool = True) -> tuple[Server, str]:
     """A real API on a free loopback port; waits for /readyz (or only /healthz when `ready` is False)."""
-    port = free_port()
-    env = {
-        "RECOMMENDER_HOST": LOOPBACK,
-        "RECOMMENDER_PORT": str(port),
-        "RECOMMENDER_INDEX_DIR": str(index),
-        "RECOMMENDER_EMBEDDER__BACKEND": "local",
-        "RECOMMENDER_EMBEDDER__MODEL_DIR": str(model_dir),
-        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",
-    }
-    server = Server([sys.executable, "-m", "recommender"], log_path, env=env, cwd=ROOT)
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        if ready:
-            server.wait_http(f"{url}/readyz", timeout=180)
-        else:
-            server.wait_http(f"{url}/healthz", timeout=180)
+    server, url = start_api_process(local_api_env(index, model_dir), log_path, ready=ready)
+    if not ready:
+        try:
             # Settled once the model side has answered: then the API is ready or says why not.
             server.wait_until(
                 lambda: httpx.get(f"{url}/info", timeout=5).json()["model"] is not None,
                 timeout=180,
                 what=f"GET {url}/info",
             )
-    except BaseException:
-        server.stop()
-        raise
+        except BaseException:
+            server.stop()
+            raise
     return server, url
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from procs import LOOPBACK, Server, free_port
+from procs import local_api_env, start_api
 
 LOADTEST_DIR = Path(__file__).resolve().parents[2] / "loadtest"
 
@@ -42,23 +42,11 @@ def run_py() -> Path:
 def api_url(tmp_path_factory: pytest.TempPathFactory, tiny_index: Path, tiny_model: Path) -> Iterator[str]:
     """The real API (`python -m recommender` under uvicorn, `local` embedder, tiny model) over the
     shared sample index, on a free loopback port."""
-    log_dir = tmp_path_factory.mktemp("api")
-    port = free_port()
-    env = {
-        "RECOMMENDER_HOST": LOOPBACK,
-        "RECOMMENDER_PORT": str(port),
-        "RECOMMENDER_INDEX_DIR": str(tiny_index),
-        "RECOMMENDER_EMBEDDER__BACKEND": "local",
-        "RECOMMENDER_EMBEDDER__MODEL_DIR": str(tiny_model),
-        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",  # as the index was built
-        "RECOMMENDER_EMBEDDER__THREADS": "1",  # the machine's cores are shared with Locust
-    }
-    server = Server([sys.executable, "-m", "recommender"], log_dir / "api.log", env=env, cwd=log_dir)
-    url = f"http://{LOOPBACK}:{port}"
-    try:
-        server.wait_http(f"{url}/readyz", timeout=120)
-    except BaseException:
-        server.stop()
-        raise
+    env = local_api_env(
+        tiny_index,
+        tiny_model,
+        RECOMMENDER_EMBEDDER__THREADS="1",  # the machine's cores are shared with Locust
+    )
+    server, url = start_api(env, tmp_path_factory.mktemp("api") / "api.log", timeout=120)
     yield url
     server.stop(signal.SIGTERM)

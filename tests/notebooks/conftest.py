@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from procs import LOOPBACK, Server, free_port
+from procs import local_api_env, start_api
 
 from fashion_clip.clients import EmbedderClient
 from fashion_clip.index import build_annoy_index
@@ -86,19 +86,9 @@ def notebook_index(
 def api_url(
     tmp_path_factory: pytest.TempPathFactory, notebook_index: Path, tiny_model: Path
 ) -> Iterator[str]:
-    """The real API (`python -m recommender` under uvicorn) on a loopback port, tiny model in process."""
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
-    workdir = tmp_path_factory.mktemp("notebook-api")
-    env = {
-        "RECOMMENDER_HOST": LOOPBACK,
-        "RECOMMENDER_PORT": str(port),
-        "RECOMMENDER_INDEX_DIR": str(notebook_index),
-        "RECOMMENDER_EMBEDDER__BACKEND": "local",
-        "RECOMMENDER_EMBEDDER__MODEL_DIR": str(tiny_model),
-        # As the notebook computes: fp32 and torch's default threads, so query vectors agree exactly.
-        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",
-    }
-    with Server([sys.executable, "-m", "recommender"], workdir / "api.log", env=env, cwd=workdir) as server:
-        server.wait_http(f"{url}/readyz", timeout=120)
+    """The real API (`python -m recommender` under uvicorn) on a loopback port, tiny model in process:
+    fp32 and torch's default threads, as the notebook computes, so query vectors agree exactly."""
+    env = local_api_env(notebook_index, tiny_model)
+    server, url = start_api(env, tmp_path_factory.mktemp("notebook-api") / "api.log", timeout=120)
+    with server:
         yield url

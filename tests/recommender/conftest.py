@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 import pytest
 from annoy import AnnoyIndex
 from model_server.servers import TorchServe
-from procs import LOOPBACK, Server, free_port
+from procs import Server, free_port, local_api_env
+from procs import start_api as start_api_process
 
 from fashion_clip.catalog.sample import generate_sample_catalog
 from fashion_clip.clients import EmbedderSettings, make_client
@@ -168,35 +168,18 @@ class Api:
 
 
 def api_env(index_dir: Path, model_dir: Path | None = None, **overrides: str) -> dict[str, str]:
-    env = {
-        "RECOMMENDER_HOST": LOOPBACK,
-        "RECOMMENDER_INDEX_DIR": str(index_dir),
-        "RECOMMENDER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-        "RECOMMENDER_EMBEDDER__BACKEND": "local",
-        "RECOMMENDER_EMBEDDER__PRECISION": "fp32",
-        "RECOMMENDER_EMBEDDER__THREADS": "1",  # the test machine's cores are shared
-    }
-    if model_dir is not None:
-        env["RECOMMENDER_EMBEDDER__MODEL_DIR"] = str(model_dir)
-    env.update(overrides)
-    return env
+    return local_api_env(
+        index_dir,
+        model_dir,
+        RECOMMENDER_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
+        RECOMMENDER_EMBEDDER__THREADS="1",  # the test machine's cores are shared
+        **overrides,
+    )
 
 
 def start_api(log_dir: Path, env: dict[str, str], ready: bool = True) -> Api:
     """`python -m recommender` on a free loopback port; waits for /readyz 200 (or /healthz)."""
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
-    server = Server(
-        [sys.executable, "-m", "recommender"],
-        log_dir / f"api-{port}.log",
-        env={**env, "RECOMMENDER_PORT": str(port)},
-        cwd=log_dir,
-    )
-    try:
-        server.wait_http(f"{url}/readyz" if ready else f"{url}/healthz", timeout=120)
-    except BaseException:
-        server.stop()
-        raise
+    server, url = start_api_process(env, log_dir / f"api-{free_port()}.log", ready=ready, timeout=120)
     return Api(server, url)
 
 
