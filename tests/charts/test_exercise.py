@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from charts.dockerfiles import instructions
 from procs import LOOPBACK, Server, free_port
 
 pytestmark = pytest.mark.slow
@@ -41,25 +42,14 @@ LOOPBACK_ONLY_PORTS = {"modelServer": [8081]}
 
 def image_config(dockerfile: Path) -> tuple[dict[str, str], str]:
     """ENV (values without $-expansion) and WORKDIR of a Dockerfile's final stage."""
-    if not dockerfile.is_file():
-        pytest.fail(f"{dockerfile.relative_to(ROOT)} is missing: the chart runs that image")
-    logical, current = [], ""
-    for line in dockerfile.read_text().splitlines():
-        if not current and line.lstrip().startswith("#"):
-            continue
-        current += line.rstrip().removesuffix("\\") + " "
-        if not line.rstrip().endswith("\\"):
-            logical.append(current.strip())
-            current = ""
     env: dict[str, str] = {}
     workdir = "/"
-    for instruction in logical:
-        keyword, _, rest = instruction.partition(" ")
-        if keyword.upper() == "FROM":
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "FROM":
             env, workdir = {}, "/"
-        elif keyword.upper() == "WORKDIR":
+        elif keyword == "WORKDIR":
             workdir = rest.strip()
-        elif keyword.upper() == "ENV":
+        elif keyword == "ENV":
             for pair in shlex.split(rest):
                 key, _, value = pair.partition("=")
                 if "$" not in value:  # PATH=/opt/venv/bin:$PATH and the like: the venv is ours here

@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-import pytest
+from charts.dockerfiles import instructions
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,23 +36,12 @@ PROBE_PATHS = {
 
 def final_stage_instructions(dockerfile: Path) -> dict[str, str]:
     """The last CMD / ENTRYPOINT / EXPOSE of the Dockerfile's final stage, continuation lines joined."""
-    if not dockerfile.is_file():
-        pytest.fail(f"{dockerfile.relative_to(ROOT)} is missing: the chart runs that image")
-    logical, current = [], ""
-    for line in dockerfile.read_text().splitlines():
-        if not current and line.lstrip().startswith("#"):
-            continue
-        current += line.rstrip().removesuffix("\\") + " "
-        if not line.rstrip().endswith("\\"):
-            logical.append(current.strip())
-            current = ""
     found: dict[str, str] = {}
-    for instruction in logical:
-        keyword, _, rest = instruction.partition(" ")
-        if keyword.upper() == "FROM":
+    for keyword, rest in instructions(dockerfile):
+        if keyword == "FROM":
             found = {}
-        elif keyword.upper() in ("CMD", "ENTRYPOINT", "EXPOSE"):
-            found[keyword.upper()] = rest.strip()
+        elif keyword in ("CMD", "ENTRYPOINT", "EXPOSE"):
+            found[keyword] = rest.strip()
     return found
 
 
