@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,49 +155,48 @@ def start(release, sandbox: Sandbox, component: str, venv_bin: Path, extra_env: 
     return Running(server, f"http://{LOOPBACK}:{sandbox.ports[http]}", container, env)
 
 
+@contextmanager
+def started(
+    release, sandbox: Sandbox, component: str, venv_bin: Path, extra_env: dict[str, str], timeout: float
+) -> Iterator[Running]:
+    """The rendered container as a local process, ready on every path its probes name; stopped after."""
+    running = start(release, sandbox, component, venv_bin, extra_env)
+    try:
+        for path in probe_paths(running.container):
+            running.server.wait_http(running.http + path, timeout=timeout)
+        yield running
+    finally:
+        running.server.stop()
+
+
 @pytest.fixture(scope="module")
 def model_server(release, sandbox: Sandbox, venv_bin: Path, java: str) -> Iterator[Running]:
     # Test-only: TorchServe's gRPC listeners (on loopback in the pod, ports 7070/7071) would clash
     # with other TorchServes on this machine; the chart renders nothing for them.
     grpc = {"TS_GRPC_INFERENCE_PORT": str(free_port()), "TS_GRPC_MANAGEMENT_PORT": str(free_port())}
-    running = start(release, sandbox, "modelServer", venv_bin, grpc)
-    management = f"http://{LOOPBACK}:{sandbox.ports[8081]}"
+    with started(release, sandbox, "modelServer", venv_bin, grpc, timeout=240) as running:
+        management = f"http://{LOOPBACK}:{sandbox.ports[8081]}"
 
-    def workers_loaded() -> bool:
-        [model] = httpx.get(f"{management}/models/clip", timeout=5).json()
-        return bool(model["workers"]) and all(w["status"] == "READY" for w in model["workers"])
+        def workers_loaded() -> bool:
+            [model] = httpx.get(f"{management}/models/clip", timeout=5).json()
+            return bool(model["workers"]) and all(w["status"] == "READY" for w in model["workers"])
 
-    try:
-        for path in probe_paths(running.container):
-            running.server.wait_http(running.http + path, timeout=240)
         # TorchServe answers /ping 200 as soon as its frontend runs, before a worker has loaded the
         # model (requests sent meanwhile wait in its queue); the management API shows the workers.
         running.server.wait_until(workers_loaded, timeout=240, what="TorchServe workers READY")
         yield running
-    finally:
-        running.server.stop()
 
 
 @pytest.fixture(scope="module")
 def api(release, sandbox: Sandbox, venv_bin: Path, model_server: Running) -> Iterator[Running]:
-    running = start(release, sandbox, "api", venv_bin, {})
-    try:
-        for path in probe_paths(running.container):
-            running.server.wait_http(running.http + path, timeout=180)
+    with started(release, sandbox, "api", venv_bin, {}, timeout=180) as running:
         yield running
-    finally:
-        running.server.stop()
 
 
 @pytest.fixture(scope="module")
 def frontend(release, sandbox: Sandbox, venv_bin: Path, api: Running) -> Iterator[Running]:
-    running = start(release, sandbox, "frontend", venv_bin, {})
-    try:
-        for path in probe_paths(running.container):
-            running.server.wait_http(running.http + path, timeout=180)
+    with started(release, sandbox, "frontend", venv_bin, {}, timeout=180) as running:
         yield running
-    finally:
-        running.server.stop()
 
 
 def test_model_server_runs_the_profiles_workers(model_server: Running, sandbox: Sandbox) -> None:

@@ -212,3 +212,28 @@ def torchserve_process(
     if process.server is not None:
         process.resume()
     process.stop()
+
+
+def decoder_and_client_errors(backend: str, url: str, bad: list[bytes]) -> tuple[list, list]:
+    """For each bad image: the (code, message) the shared decoder raises in process, and the one the
+    `backend` client raises for it through the real model server at `url`."""
+    from fashion_clip.errors import FashionClipError
+    from fashion_clip.images import decode_image
+
+    expected = []
+    for data in bad:
+        with pytest.raises(FashionClipError) as caught:
+            decode_image(data)
+        expected.append((caught.value.code, caught.value.message))
+    client = make_client(EmbedderSettings(backend=backend, url=url, timeout_seconds=30))
+
+    async def scenario() -> list[tuple[str, str]]:
+        outcomes = []
+        for data in bad:
+            with pytest.raises(FashionClipError) as caught:
+                await client.embed_images([data])
+            outcomes.append((caught.value.code, caught.value.message))
+        await client.aclose()
+        return outcomes
+
+    return expected, asyncio.run(scenario())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from procs import LOOPBACK, Server, free_port
 
-from .conftest import Api, api_env, read_bundle, start_api
+from .conftest import Api, api_env, decoder_and_client_errors, read_bundle, start_api
 
 pytestmark = pytest.mark.slow
 
@@ -114,30 +114,8 @@ def test_queries_through_kserve_and_recovery(
 
 
 def test_the_predictors_bad_image_answers_map_to_domain_errors(predictor: Predictor, catalog: Path) -> None:
-    import asyncio
-
-    from fashion_clip.clients import EmbedderSettings, make_client
-    from fashion_clip.errors import FashionClipError
-    from fashion_clip.images import decode_image
-
     bad = [b"definitely not an image", (catalog / "images" / f"{ITEM}.jpg").read_bytes()[:400]]
-    expected = []
-    for data in bad:
-        with pytest.raises(FashionClipError) as caught:
-            decode_image(data)
-        expected.append((caught.value.code, caught.value.message))
-    client = make_client(EmbedderSettings(backend="kserve", url=predictor.url, timeout_seconds=30))
-
-    async def scenario() -> list[tuple[str, str]]:
-        outcomes = []
-        for data in bad:
-            with pytest.raises(FashionClipError) as caught:
-                await client.embed_images([data])
-            outcomes.append((caught.value.code, caught.value.message))
-        await client.aclose()
-        return outcomes
-
-    outcomes = asyncio.run(scenario())
+    expected, outcomes = decoder_and_client_errors("kserve", predictor.url, bad)
     assert (
         [code for code, _ in outcomes]
         == [code for code, _ in expected]

@@ -16,7 +16,7 @@ from fashion_clip.embedding import ClipEmbedder
 from fashion_clip.errors import InvalidImage
 from fashion_clip.images import decode_image
 
-from .conftest import Api, api_env, read_bundle, start_api
+from .conftest import Api, api_env, decoder_and_client_errors, read_bundle, start_api
 
 pytestmark = pytest.mark.slow
 
@@ -141,34 +141,10 @@ def test_direct_client_error_mapping_against_real_torchserve(
 ) -> None:
     """TorchServe's own answers to bad images reach the client as the domain errors the shared
     decoder raises in process, with the same messages."""
-    import asyncio
-
-    from fashion_clip.clients import EmbedderSettings, make_client
-    from fashion_clip.errors import FashionClipError
-    from fashion_clip.images import decode_image
-
     if torchserve_process.server is None:
         torchserve_process.start()
-    client = make_client(
-        EmbedderSettings(backend="torchserve", url=torchserve_process.url, timeout_seconds=30)
-    )
     bad = [b"definitely not an image", photo(catalog)[:400]]
-    expected = []
-    for data in bad:
-        with pytest.raises(FashionClipError) as caught:
-            decode_image(data)
-        expected.append((caught.value.code, caught.value.message))
-
-    async def scenario() -> list[tuple[str, str]]:
-        outcomes = []
-        for data in bad:
-            with pytest.raises(FashionClipError) as caught:
-                await client.embed_images([data])
-            outcomes.append((caught.value.code, caught.value.message))
-        await client.aclose()
-        return outcomes
-
-    outcomes = asyncio.run(scenario())
+    expected, outcomes = decoder_and_client_errors("torchserve", torchserve_process.url, bad)
     assert [code for code, _ in expected] == ["unsupported_media_type", "invalid_image"]
     assert [code for code, _ in outcomes] == [code for code, _ in expected]
     for (_, got), (_, want) in zip(outcomes, expected, strict=True):
