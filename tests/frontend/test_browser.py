@@ -25,6 +25,17 @@ def card_ids(page: Page) -> list[str]:
     return [re.search(r"st-key-result-(\S+)", names).group(1) for names in classes]
 
 
+def wait_for_cards(page: Page, ids: list[str]) -> None:
+    """Until the page shows exactly these cards: after a rerun Streamlit keeps the previous run's
+    (as many) cards in the DOM for a moment, so a count alone does not tell the new answer is drawn."""
+    page.wait_for_function(
+        "ids => JSON.stringify([...document.querySelectorAll('[class*=\"st-key-result-\"]')]"
+        ".map(card => card.className.match(/st-key-result-(\\S+)/)[1])) === JSON.stringify(ids)",
+        arg=ids,
+        timeout=WAIT_MS,
+    )
+
+
 def loaded_images(page: Page) -> int:
     """Images in result cards that the browser actually decoded."""
     return page.locator(f"{CARDS} img").evaluate_all(
@@ -73,6 +84,7 @@ def test_text_search_then_more_like_this(page: Page, ui_url: str, api: httpx.Cli
     expect(page.get_by_text("8 items matching “red summer dress”")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator(CARDS)).to_have_count(8)
     searched = api.get("/search", params={"q": "red summer dress", "k": 8}).json()
+    wait_for_cards(page, [item["id"] for item in searched["items"]])
     assert card_ids(page) == [item["id"] for item in searched["items"]]
 
     clicked = searched["items"][1]
@@ -80,6 +92,7 @@ def test_text_search_then_more_like_this(page: Page, ui_url: str, api: httpx.Cli
     expect(page.get_by_text(f"8 items like “{clicked['title']}”")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator(CARDS)).to_have_count(8)
     similar = api.get(f"/items/{clicked['id']}/similar", params={"k": 8}).json()
+    wait_for_cards(page, [item["id"] for item in similar["items"]])
     assert card_ids(page) == [item["id"] for item in similar["items"]]
 
 
