@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from model_server.servers import TorchServe, java_pid, listening_sockets
 from PIL import Image
 from procs import LOOPBACK
 
 from fashion_clip.embedding import ClipEmbedder
-from fashion_clip.errors import InvalidImage
+from fashion_clip.errors import InvalidImage, UnsupportedMediaType
 from fashion_clip.images import load_rgb
 
 pytestmark = pytest.mark.slow
@@ -173,3 +175,52 @@ def test_ping_and_prometheus_metrics(torchserve):
     metrics = httpx.get(f"{torchserve.metrics_url}/metrics", timeout=10)
     assert metrics.status_code == 200
     assert "ts_inference_requests_total" in metrics.text
+
+
+def shipped_vmargs(repo_root) -> list[str]:
+    text = (repo_root / "model-server" / "config.properties").read_text()
+    (line,) = [line for line in text.splitlines() if line.startswith("vmargs=")]
+    return line.removeprefix("vmargs=").split()
+
+
+def test_the_jvm_runs_with_the_shipped_memory_bounds(torchserve, repo_root):
+    args = psutil.Process(java_pid(torchserve.server.proc.pid)).cmdline()
+    vmargs = shipped_vmargs(repo_root)
+    assert {
+        "-XX:+UseSerialGC",
+        "-Xmx512m",
+        "-XX:MaxDirectMemorySize=256m",
+        "-XX:+ExitOnOutOfMemoryError",
+    } <= set(vmargs)
+    # In order, before the main class: the launcher passed the config's line to java unchanged.
+    start = args.index(vmargs[0])
+    assert args[start : start + len(vmargs)] == vmargs
+    assert args.index("org.pytorch.serve.ModelServer") > start
+
+
+def test_a_burst_of_large_bodies_is_answered_and_the_server_stays_up(torchserve, reference, jpeg_bytes):
+    """48 bodies just under 10 MiB (the API's upload limit) that are no image, from 16 clients at once: more than the API
+    tier keeps in flight. Every one gets its 400; the JVM (bounded heap, see config.properties) is
+    the same process afterwards and the next real image is answered."""
+    java = java_pid(torchserve.server.proc.pid)
+    body = b"\xff\xd8\xff\xe0" + bytes(range(256)) * (10 * 2**20 // 256 - 1)
+    assert len(body) < 10 * 2**20
+
+    def send(_: int) -> httpx.Response:
+        return predict(torchserve, content=body, headers=OCTET)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(send, range(48)))
+    with pytest.raises(UnsupportedMediaType) as in_process:
+        load_rgb(body)
+    assert {response.status_code for response in responses} == {400}
+    assert {response.text for response in responses} == {
+        json.dumps(
+            {"error": in_process.value.code, "message": in_process.value.message}, separators=(",", ":")
+        )
+    }
+    assert java_pid(torchserve.server.proc.pid) == java
+    assert_answer(
+        predict(torchserve, content=jpeg_bytes[0], headers=OCTET),
+        reference.encode_images([load_rgb(jpeg_bytes[0])])[0],
+    )
