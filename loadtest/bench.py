@@ -22,13 +22,15 @@ synthetic vectors).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -49,7 +51,7 @@ from bench_model import LOOPBACK, ROOT, count_flops, ensure_model, gemm_rates, s
 
 from fashion_clip.catalog.sample import generate_sample_catalog  # noqa: E402
 from fashion_clip.clients import EmbedderSettings, make_client  # noqa: E402
-from fashion_clip.embedding import ClipEmbedder, resolve_precision  # noqa: E402
+from fashion_clip.embedding import ClipEmbedder, cpu_supports_bf16, resolve_precision  # noqa: E402
 from fashion_clip.images import load_rgb  # noqa: E402
 from fashion_clip.index.build import _file_digests, _write_bundle_files, build_annoy_index  # noqa: E402
 from fashion_clip.index.bundle import FORMAT_VERSION, MANIFEST_FILE, METRIC  # noqa: E402
@@ -66,9 +68,10 @@ GOAL_MODEL_SERVER_RSS = GIB
 # --- 1. encode efficiency --------------------------------------------------------------------------
 
 
-def shape_rates(threads: int, rows: int, reps: int) -> dict[str, float]:
+def shape_rates(threads: int, rows: int, reps: int) -> dict[str, float | None]:
     """FLOP/s of the model's own widest GEMM (rows x 768 -> 3072, one image = 50 rows): the ceiling a
-    batch-1 forward meets before any overhead, next to the large-matrix rate."""
+    batch-1 forward meets before any overhead, next to the large-matrix rate. None for bf16 where the
+    CPU only emulates it (see bench_model.gemm_rates)."""
     torch.set_num_threads(threads)
     x32, weight = torch.randn(rows, 768), torch.randn(3072, 768)
     flops = 2.0 * rows * 768 * 3072
@@ -76,11 +79,13 @@ def shape_rates(threads: int, rows: int, reps: int) -> dict[str, float]:
     quantized = torch.ao.quantization.quantize_dynamic(
         torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
     )
+    x16, weight16 = x32.bfloat16(), weight.bfloat16()
     with torch.inference_mode():
         return {
             "fp32": flops / timed(lambda: torch.nn.functional.linear(x32, weight), reps),
-            "bf16": flops
-            / timed(lambda: torch.nn.functional.linear(x32.bfloat16(), weight.bfloat16()), reps),
+            "bf16": flops / timed(lambda: torch.nn.functional.linear(x16, weight16), reps)
+            if cpu_supports_bf16()
+            else None,
             "int8": flops / timed(lambda: quantized(x32), reps),
         }
 
@@ -139,14 +144,6 @@ def compiled_encode(
         "compile_s": compile_s,
         "cosine_min": float(cosine.min()),
     }
-
-
-def in_process(model_dir: Path, threads: int, image: bytes, reps: int) -> tuple[float, float]:
-    """(bare forward, decode + preprocess + forward) of one image in process, auto's precision."""
-    embedder = ClipEmbedder(model_dir, precision="auto", threads=threads)
-    pixels = embedder.preprocess([load_rgb(image)])
-    bare = timed(lambda: embedder.encode_pixels(pixels), reps, warmup=3)
-    return bare, timed(lambda: embedder.encode_images([load_rgb(image)]), reps, warmup=1)
 
 
 # --- indexes ---------------------------------------------------------------------------------------
@@ -282,14 +279,7 @@ def running_api(index_dir: Path, model_url: str, model_name: str, log: Path) -> 
 
 def p50_and_rate(call, reps: int, concurrency: int, per_client: int) -> dict:
     """Median latency of sequential calls, then requests/s with `concurrency` closed-loop clients."""
-    p50 = timed(call, reps, warmup=3)
-    total = concurrency * per_client
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(lambda _: call(), range(concurrency)))  # warm every connection
-        started = time.perf_counter()
-        list(pool.map(lambda _: call(), range(total)))
-        rate = total / (time.perf_counter() - started)
-    return {"p50_s": p50, "per_s": rate}
+    return {"p50_s": timed(call, reps, warmup=3), "per_s": throughput(call, concurrency, per_client)}
 
 
 def recommend_call(client: httpx.Client, url: str, image: bytes):
@@ -313,37 +303,89 @@ def predict_call(client: httpx.Client, url: str, name: str, image: bytes):
 
 
 def serving_section(
-    mar: Path, index: Path, image: bytes, variants: dict[str, dict], args, logs: Path
+    mar: Path, model_dir: Path, index: Path, image: bytes, variants: dict[str, dict], args, logs: Path
 ) -> dict:
-    """Every batching variant in one TorchServe; each measured directly and through its own API."""
+    """Every batching variant in one TorchServe, each behind its own API, against the bare forward
+    in this process at the worker's thread count.
+
+    The latencies are taken in rounds that interleave the bare forward, each variant's TorchServe
+    round trip and its `/recommend`, and each is the median over all rounds: on a shared machine a
+    neighbour's burst then lands on every series alike instead of on whichever ran at that moment
+    (measured here: a bare forward taken after the serving runs came out slower than the round
+    trips that contain it).
+    """
     env = {"MODEL_SERVER_THREADS": str(args.server_threads)} if args.server_threads else {}
-    rows = {}
-    with bench_model.running_torchserve(mar, variants, env) as server:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(bench_model.running_torchserve(mar, variants, env))
         threads = worker_threads(server["workdir"])
+        apis = {
+            name: stack.enter_context(running_api(index, server["url"], name, logs / f"api-{name}.log"))
+            for name in variants
+        }
+        embedder = ClipEmbedder(model_dir, precision="auto", threads=threads[0] if threads else 1)
+        pixels = embedder.preprocess([load_rgb(image)])
         limits = httpx.Limits(max_connections=args.concurrency + 1)
-        with httpx.Client(timeout=120, limits=limits) as client:
-            for name, overrides in variants.items():
-                direct = p50_and_rate(
-                    predict_call(client, server["url"], name, image),
-                    args.reps,
-                    args.concurrency,
-                    args.per_client,
-                )
-                with running_api(index, server["url"], name, logs / "api.log") as api:
-                    through = p50_and_rate(
-                        recommend_call(client, api["url"], image),
-                        args.reps,
-                        args.concurrency,
-                        args.per_client,
-                    )
-                rows[name] = {"overrides": overrides, "torchserve": direct, "recommend": through}
-                print(
-                    f"  {name} {overrides}: TorchServe p50 {direct['p50_s'] * 1e3:.1f} ms, "
-                    f"/recommend p50 {through['p50_s'] * 1e3:.1f} ms, c{args.concurrency} "
-                    f"{through['per_s']:.1f}/s",
-                    flush=True,
-                )
-    return {"worker_threads": threads, "variants": rows}
+        client = stack.enter_context(httpx.Client(timeout=120, limits=limits))
+        calls = {
+            "bare": lambda: embedder.encode_pixels(pixels),
+            "in_process": lambda: embedder.encode_images([load_rgb(image)]),
+        }
+        for name in variants:
+            calls[f"{name}/torchserve"] = predict_call(client, server["url"], name, image)
+            calls[f"{name}/recommend"] = recommend_call(client, apis[name]["url"], image)
+        samples = interleaved(calls, args.rounds, args.per_round)
+        rows = {}
+        for name, overrides in variants.items():
+            rows[name] = {
+                "overrides": overrides,
+                "torchserve": {
+                    "p50_s": samples[f"{name}/torchserve"],
+                    "per_s": throughput(calls[f"{name}/torchserve"], args.concurrency, args.per_client),
+                },
+                "recommend": {
+                    "p50_s": samples[f"{name}/recommend"],
+                    "per_s": throughput(calls[f"{name}/recommend"], args.concurrency, args.per_client),
+                },
+            }
+            print(
+                f"  {name} {overrides}: TorchServe p50 {rows[name]['torchserve']['p50_s'] * 1e3:.1f} ms, "
+                f"/recommend p50 {rows[name]['recommend']['p50_s'] * 1e3:.1f} ms, c{args.concurrency} "
+                f"{rows[name]['recommend']['per_s']:.1f}/s",
+                flush=True,
+            )
+    print(f"  bare forward {samples['bare'] * 1e3:.1f} ms, in process {samples['in_process'] * 1e3:.1f} ms")
+    return {
+        "worker_threads": threads,
+        "variants": rows,
+        "bare_forward_s": samples["bare"],
+        "in_process_s": samples["in_process"],
+        "rounds": args.rounds,
+        "per_round": args.per_round,
+    }
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, float]:
+    """Median seconds per call, from `rounds` rounds of `per_round` calls of each in turn (after one
+    warm-up round)."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(rounds + 1):
+        for name, call in calls.items():
+            for _ in range(per_round):
+                started = time.perf_counter()
+                call()
+                if round_:
+                    samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def throughput(call: Callable[[], object], concurrency: int, per_client: int) -> float:
+    """Requests per second with `concurrency` closed-loop clients."""
+    total = concurrency * per_client
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(lambda _: call(), range(concurrency)))  # warm every connection
+        started = time.perf_counter()
+        list(pool.map(lambda _: call(), range(total)))
+        return total / (time.perf_counter() - started)
 
 
 def footprint_section(mar: Path, bundle: Path, image: bytes, args, logs: Path) -> dict:
@@ -410,9 +452,16 @@ def report(result: dict) -> str:
         precision = row["precision"]
         name = precision + (" compiled" if "compile_s" in row else "")
         achieved = flops / row["batch1_s"]
+        native = gemm[precision] is not None
         lines.append(
-            f"| {name} | {row['batch1_s'] * 1e3:.1f} | {achieved / 1e9:.0f} | {gemm[precision] / 1e9:.0f} | "
-            f"{achieved / gemm[precision]:.2f} | {shape[precision] / gemm[precision]:.2f} | {row['cosine_min']:.6f} |"
+            f"| {name} | {row['batch1_s'] * 1e3:.1f} | {achieved / 1e9:.0f} | "
+            + (
+                f"{gemm[precision] / 1e9:.0f} | {achieved / gemm[precision]:.2f} | "
+                f"{shape[precision] / gemm[precision]:.2f} | "
+                if native
+                else "n/a (emulated) | n/a | n/a | "
+            )
+            + f"{row['cosine_min']:.6f} |"
         )
     if enc.get("compiled"):
         lines.append(f"(torch.compile took {enc['compiled']['compile_s']:.0f} s before the first answer)")
@@ -476,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "build" / "bench-model")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "reports" / "bench.json")
     parser.add_argument("--reps", type=int, default=20, help="timed repetitions per latency")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of the serving latencies")
+    parser.add_argument("--per-round", type=int, default=3, help="calls of each kind per round")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--per-client", type=int, default=8, help="requests per client in the burst")
     parser.add_argument("--catalog-count", type=int, default=120)
@@ -512,10 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"clip": {}, "clip_nobatch": {"batchSize": 1, "maxBatchDelay": 0}}
     variants.update({f"clip_d{d}": {"batchSize": 8, "maxBatchDelay": d} for d in args.delays})
     print(f"serving ({', '.join(variants)})...", flush=True)
-    result["serving"] = serving_section(mar, index, image, variants, args, logs)
-
-    threads = result["serving"]["worker_threads"][0] if result["serving"]["worker_threads"] else 1
-    result["bare_forward_s"], result["in_process_s"] = in_process(model_dir, threads, image, args.reps)
+    result["serving"] = serving_section(mar, model_dir, index, image, variants, args, logs)
+    result["bare_forward_s"] = result["serving"]["bare_forward_s"]
+    result["in_process_s"] = result["serving"]["in_process_s"]
 
     print("footprint and cold starts (shipped config)...", flush=True)
     result["footprint"] = footprint_section(mar, bundle, image, args, logs)
