@@ -3,17 +3,21 @@
 tables and writes JSON, never a test; nothing here asserts.
 
     python loadtest/bench.py                    # ~10 minutes on 2 cores
-    python loadtest/bench.py --reps 10 --no-compile --delays 5
+    python loadtest/bench.py --rounds 4 --no-compile --delays 5   # quicker, noisier
 
 1. Encode efficiency of ViT-B/32 (seeded weights: the real architecture and compute) for fp32, bf16,
-   int8 at one thread: FLOPs / (time x the GEMM rate measured now), plus each precision's agreement
-   with fp32 (cosine over sample catalog photos), and torch.compile's gain and cost.
+   int8 at one thread: FLOPs / (time x the n=2048 GEMM rate), next to its ceiling (the forward's own
+   GEMMs alone, weights streamed as in a forward), plus each precision's agreement with fp32 (cosine
+   over sample catalog photos), and torch.compile's gain and cost.
 2. The real TorchServe (untrained ViT-B/32 .mar) behind the real API (uvicorn) over the sample catalog
    index built with the same model: round trip and `/recommend` p50 at concurrency 1 over the bare
    forward, and throughput at concurrency 4 with dynamic batching on and off, for several
    maxBatchDelay values.
 3. The shipped config alone: cold start to ready of TorchServe and of the API over a synthetic
    100k x 512 bundle, and peak RSS (VmHWM) of the JVM, the worker and the API after serving.
+
+Both sides of every ratio are timed in the same interleaved rounds: this machine is shared, and a
+neighbour's burst must land on the numerator and the denominator alike.
 
 Reuses bench_model.py (GEMM rate, FLOP count, TorchServe launcher) and bench_index.py (clustered
 synthetic vectors).
@@ -105,7 +109,7 @@ def large_gemm(precision: str, n: int = LARGE_GEMM_N) -> tuple[Callable[[], obje
 def model_gemms(precision: str) -> tuple[Callable[[], object], float]:
     """The forward's own GEMMs alone, and their FLOPs: the 48 Linear layers of one batch-1 image,
     each with its own weights, run in order as the forward runs them, so the weights stream from
-    memory (94 MB at fp32) as they do in a forward instead of staying in cache as one repeated
+    memory (340 MB at fp32) as they do in a forward instead of staying in cache as one repeated
     product's would. Their rate over the large-matrix rate is the ceiling of batch-1 efficiency:
     what the forward would reach if everything besides its GEMMs (patch embedding, attention, norms,
     activations) cost nothing."""
