@@ -79,11 +79,8 @@ VIT_B32_GEMMS = ((2304, 768), (768, 768), (3072, 768), (768, 3072))
 VIT_B32_LAYERS = 12
 VIT_B32_ROWS = 50
 LARGE_GEMM_N = 2048
-DTYPES = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "int8": torch.float32,
-}  # int8: fp32 in, qint8 weights
+# The activations' dtype per precision (int8 takes fp32 in; its weights are qint8).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
 def quantized(linear: torch.nn.Linear) -> torch.nn.Module:
@@ -636,8 +633,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "build" / "bench-model")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "reports" / "bench.json")
-    parser.add_argument("--reps", type=int, default=20, help="timed repetitions per latency")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of the serving latencies")
+    parser.add_argument(
+        "--reps", type=int, default=20, help="timed repetitions of the 100k-item footprint p50"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="interleaved rounds behind every ratio (encode and serving)"
+    )
     parser.add_argument("--per-round", type=int, default=3, help="calls of each kind per round")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--per-client", type=int, default=8, help="requests per client in the burst")
