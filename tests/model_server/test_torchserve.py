@@ -199,9 +199,10 @@ def test_the_jvm_runs_with_the_shipped_memory_bounds(torchserve, repo_root):
 
 
 def test_a_burst_of_large_bodies_is_answered_and_the_server_stays_up(torchserve, reference, jpeg_bytes):
-    """48 bodies just under 10 MiB (the API's upload limit) that are no image, from 16 clients at once: more than the API
-    tier keeps in flight. Every one gets its 400; the JVM (bounded heap, see config.properties) is
-    the same process afterwards and the next real image is answered."""
+    """48 bodies just under 10 MiB (the API's upload limit) that are not images, from 16 clients at
+    once: more than the API tier keeps in flight. Every one gets its 400; the JVM (bounded heap, see
+    config.properties; 128 MiB did not survive this) is the same process afterwards and the next
+    real image is answered."""
     java = java_pid(torchserve.server.proc.pid)
     body = b"\xff\xd8\xff\xe0" + bytes(range(256)) * (10 * 2**20 // 256 - 1)
     assert len(body) < 10 * 2**20
