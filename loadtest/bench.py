@@ -30,13 +30,10 @@ import contextlib
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +49,21 @@ sys.path.insert(0, str(HERE))  # the sibling benchmarks are scripts, not a packa
 
 import bench_index  # noqa: E402
 import bench_model  # noqa: E402
-from bench_model import LOOPBACK, ROOT, count_flops, ensure_model, sample_jpeg, timed  # noqa: E402
+from bench_model import (  # noqa: E402
+    DTYPES,
+    LOOPBACK,
+    ROOT,
+    count_flops,
+    ensure_model,
+    interleaved,
+    large_gemm,
+    predict_call,
+    publish,
+    quantized,
+    sample_jpeg,
+    throughput,
+    timed,
+)
 
 from fashion_clip.catalog.sample import generate_sample_catalog  # noqa: E402
 from fashion_clip.clients import EmbedderSettings, make_client  # noqa: E402
@@ -78,29 +89,6 @@ GOAL_MODEL_SERVER_RSS = GIB
 VIT_B32_GEMMS = ((2304, 768), (768, 768), (3072, 768), (768, 3072))
 VIT_B32_LAYERS = 12
 VIT_B32_ROWS = 50
-LARGE_GEMM_N = 2048
-# The activations' dtype per precision (int8 takes fp32 in; its weights are qint8).
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
-
-
-def quantized(linear: torch.nn.Linear) -> torch.nn.Module:
-    """The Linear as the int8 model runs it: dynamically quantised, qint8 weights."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch's deprecation notice for qint8
-        return torch.ao.quantization.quantize_dynamic(
-            torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
-        )[0]
-
-
-def large_gemm(precision: str, n: int = LARGE_GEMM_N) -> tuple[Callable[[], object], float]:
-    """One n x n x n product at the precision (the machine's GEMM rate), and its FLOPs."""
-    dtype = DTYPES[precision]
-    x = torch.randn(n, n, dtype=dtype)
-    if precision == "int8":
-        layer = quantized(torch.nn.Linear(n, n, bias=False))
-        return (lambda: layer(x)), 2.0 * n**3
-    y = torch.randn(n, n, dtype=dtype)
-    return (lambda: torch.matmul(x, y)), 2.0 * n**3
 
 
 def model_gemms(precision: str) -> tuple[Callable[[], object], float]:
@@ -384,16 +372,6 @@ def recommend_call(client: httpx.Client, url: str, image: bytes):
     return call
 
 
-def predict_call(client: httpx.Client, url: str, name: str, image: bytes):
-    def call() -> None:
-        response = client.post(
-            f"{url}/predictions/{name}", content=image, headers={"Content-Type": "application/octet-stream"}
-        )
-        response.raise_for_status()
-
-    return call
-
-
 def serving_section(
     mar: Path, model_dir: Path, index: Path, image: bytes, variants: dict[str, dict], args, logs: Path
 ) -> dict:
@@ -454,30 +432,6 @@ def serving_section(
         "rounds": args.rounds,
         "per_round": args.per_round,
     }
-
-
-def interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, float]:
-    """Median seconds per call, from `rounds` rounds of `per_round` calls of each in turn (after one
-    warm-up round)."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for round_ in range(rounds + 1):
-        for name, call in calls.items():
-            for _ in range(per_round):
-                started = time.perf_counter()
-                call()
-                if round_:
-                    samples[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def throughput(call: Callable[[], object], concurrency: int, per_client: int) -> float:
-    """Requests per second with `concurrency` closed-loop clients."""
-    total = concurrency * per_client
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(lambda _: call(), range(concurrency)))  # warm every connection
-        started = time.perf_counter()
-        list(pool.map(lambda _: call(), range(total)))
-        return total / (time.perf_counter() - started)
 
 
 def footprint_section(mar: Path, bundle: Path, image: bytes, args, logs: Path) -> dict:
@@ -695,12 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_server_rss_bytes": result["footprint"]["rss"]["jvm"]
         + sum(result["footprint"]["rss"]["workers"]),
     }
-    result["loadavg_after"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print()
-    print(report(result))
-    print(f"\nwrote {args.out}")
+    publish(result, args.out, report)
     return 0
 
 

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -90,25 +91,68 @@ def timed(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
     return statistics.median(samples)
 
 
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, float]:
+    """Median seconds per call, from `rounds` rounds of `per_round` calls of each in turn (after one
+    warm-up round)."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(rounds + 1):
+        for name, call in calls.items():
+            for _ in range(per_round):
+                started = time.perf_counter()
+                call()
+                if round_:
+                    samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def throughput(call: Callable[[], object], concurrency: int, per_client: int) -> float:
+    """Requests per second with `concurrency` closed-loop clients."""
+    total = concurrency * per_client
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(lambda _: call(), range(concurrency)))  # warm every connection
+        started = time.perf_counter()
+        list(pool.map(lambda _: call(), range(total)))
+        return total / (time.perf_counter() - started)
+
+
+LARGE_GEMM_N = 2048
+# The activations' dtype per precision (int8 takes fp32 in; its weights are qint8).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
+
+
+def quantized(linear: torch.nn.Linear) -> torch.nn.Module:
+    """The Linear as the int8 model runs it: dynamically quantised, qint8 weights."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's deprecation notice for qint8
+        return torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
+        )[0]
+
+
+def large_gemm(precision: str, n: int = LARGE_GEMM_N) -> tuple[Callable[[], object], float]:
+    """One n x n x n product at the precision (the machine's GEMM rate), and its FLOPs."""
+    dtype = DTYPES[precision]
+    x = torch.randn(n, n, dtype=dtype)
+    if precision == "int8":
+        layer = quantized(torch.nn.Linear(n, n, bias=False))
+        return (lambda: layer(x)), 2.0 * n**3
+    y = torch.randn(n, n, dtype=dtype)
+    return (lambda: torch.matmul(x, y)), 2.0 * n**3
+
+
 def gemm_rates(threads: int, n: int, reps: int) -> dict[str, float | None]:
-    """FLOP/s of one n x n x n product per precision (2 n^3 FLOPs each). None for bf16 on a CPU
+    """FLOP/s of one n x n x n product per precision (see large_gemm). None for bf16 on a CPU
     without native bf16: torch emulates it there at ~1 GFLOP/s (a 2048 product takes ~20 s), a rate
     no efficiency should be measured against."""
     torch.set_num_threads(threads)
     rates: dict[str, float | None] = {}
     with torch.inference_mode():
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            if name == "bf16" and not cpu_supports_bf16():
-                rates[name] = None
+        for precision in DTYPES:
+            if precision == "bf16" and not cpu_supports_bf16():
+                rates[precision] = None
                 continue
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-            rates[name] = 2.0 * n**3 / timed(lambda a=a, b=b: torch.matmul(a, b), reps)
-        flops = 2.0 * n**3
-        linear = torch.ao.quantization.quantize_dynamic(
-            torch.nn.Sequential(torch.nn.Linear(n, n, bias=False)), {torch.nn.Linear}, dtype=torch.qint8
-        )
-        x = torch.randn(n, n)
-        rates["int8"] = flops / timed(lambda: linear(x), reps)
+            call, flops = large_gemm(precision, n)
+            rates[precision] = flops / timed(call, reps)
     return rates
 
 
@@ -276,37 +320,35 @@ def running_torchserve(
             print(f"TorchServe's files kept in {workdir}", file=sys.stderr)
 
 
+def predict_call(client: httpx.Client, url: str, name: str, image: bytes):
+    def call() -> None:
+        response = client.post(
+            f"{url}/predictions/{name}", content=image, headers={"Content-Type": "application/octet-stream"}
+        )
+        response.raise_for_status()
+
+    return call
+
+
 def torchserve_round_trips(mar: Path, image: bytes, precision: str, threads: int, reps: int) -> dict:
     """Sequential single-image requests to the real TorchServe, shipped batching vs batchSize 1."""
     variants = {"clip": {}, "clip_b1": {"batchSize": 1, "maxBatchDelay": 0}}
     env = {"MODEL_SERVER_PRECISION": precision, "MODEL_SERVER_THREADS": str(threads)}
     with running_torchserve(mar, variants, env) as server:
         base = server["url"]
-        latency, throughput = {}, {}
+        latency, per_s = {}, {}
         with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
             for name in variants:
-
-                def call(name=name):
-                    response = client.post(
-                        f"{base}/predictions/{name}",
-                        content=image,
-                        headers={"Content-Type": "application/octet-stream"},
-                    )
-                    response.raise_for_status()
-
+                call = predict_call(client, base, name, image)
                 latency[name] = timed(call, reps, warmup=3)
                 # A burst: CONCURRENCY clients keep the server busy; batching should pay off here.
-                total = CONCURRENCY * max(4, reps // 2)
-                with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-                    start = time.perf_counter()
-                    list(pool.map(lambda _, call=call: call(), range(total)))
-                    throughput[name] = total / (time.perf_counter() - start)
+                per_s[name] = throughput(call, CONCURRENCY, max(4, reps // 2))
     return {
         "shipped_s": latency["clip"],
         "batch1_s": latency["clip_b1"],
         "concurrency": CONCURRENCY,
-        "shipped_images_per_s": throughput["clip"],
-        "batch1_images_per_s": throughput["clip_b1"],
+        "shipped_images_per_s": per_s["clip"],
+        "batch1_images_per_s": per_s["clip_b1"],
     }
 
 
@@ -319,6 +361,16 @@ def _worker_ready(management_port: int, name: str) -> bool:
 
 
 # --- report ----------------------------------------------------------------------------------------
+
+
+def publish(result: dict, out: Path, report: Callable[[dict], str]) -> None:
+    """Stamp the load average after the run, write the JSON and print the tables."""
+    result["loadavg_after"] = list(os.getloadavg())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(report(result))
+    print(f"\nwrote {out}")
 
 
 def gflops(rate: float | None) -> str:
@@ -435,12 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             **trips,
         }
 
-    result["loadavg_after"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print()
-    print(report(result))
-    print(f"\nwrote {args.out}")
+    publish(result, args.out, report)
     return 0
 
 
