@@ -189,6 +189,7 @@ def test_the_jvm_runs_with_the_shipped_memory_bounds(torchserve, repo_root):
     assert {
         "-XX:+UseSerialGC",
         "-Xmx512m",
+        "-Dio.netty.allocator.maxOrder=7",
         "-XX:MaxDirectMemorySize=256m",
         "-XX:+ExitOnOutOfMemoryError",
     } <= set(vmargs)
