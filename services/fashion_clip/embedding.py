@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.model import convert_weights_to_lp
-from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from fashion_clip._openclip import PreprocessCfg, convert_weights_to_lp, image_transform_v2, open_clip
 from fashion_clip.errors import InvalidInput
 from fashion_clip.modeldir import WEIGHTS_FILE, ModelManifest, read_config, read_manifest
 
@@ -64,6 +62,8 @@ def build_model(model_dir: Path, precision: str = "fp32") -> torch.nn.Module:
     model_cfg = dict(config["model_cfg"])
     if model_cfg.pop("custom_text", False):
         raise ValueError(f"{model_dir}: only standard CLIP configs are supported")
+    if model_cfg.get("vision_cfg", {}).get("timm_model_name"):
+        raise ValueError(f"{model_dir}: timm image towers are not supported, only open_clip's own")
     cast_dtype = torch.bfloat16 if precision == "bf16" else None
     with torch.device("meta"):
         model = open_clip.CLIP(**model_cfg, cast_dtype=cast_dtype)

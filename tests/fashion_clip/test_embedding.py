@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +121,30 @@ def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp8")
     assert resolve_precision("auto") in ("bf16", "fp32")
+
+
+def test_a_timm_tower_is_refused(tiny_model: Path, tmp_path: Path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    config_file = model_dir / "open_clip_config.json"
+    config = json.loads(config_file.read_text())
+    config["model_cfg"]["vision_cfg"]["timm_model_name"] = "vit_base_patch32_224"
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError) as refused:
+        build_model(model_dir)
+    assert str(refused.value) == f"{model_dir}: timm image towers are not supported, only open_clip's own"
+
+
+def test_a_process_that_embeds_never_loads_timm(tiny_model: Path):
+    """open_clip imports timm whenever it is installed; the embedding core keeps it out (25 MiB of
+    RSS in the model server), and open_clip's own towers still encode."""
+    script = (
+        "import sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from fashion_clip.embedding import ClipEmbedder\n"
+        f"e = ClipEmbedder({str(tiny_model)!r}, precision='fp32')\n"
+        "v = np.concatenate([e.encode_images([Image.new('RGB', (64, 48), 'red')]), e.encode_texts(['a dress'])])\n"
+        "print(repr(sys.modules.get('timm', 'absent')), np.linalg.norm(v, axis=1).round(5).tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["None", "[1.0,", "1.0]"]
