@@ -398,7 +398,7 @@ def serving_section(
         client = stack.enter_context(httpx.Client(timeout=120, limits=limits))
         calls = {
             "bare": lambda: embedder.encode_pixels(pixels),
-            "in_process": lambda: embedder.encode_images([load_rgb(image)]),
+            "in_process": lambda: embedder.encode_images([load_rgb(image, min_size=embedder.input_size)]),
         }
         for name in variants:
             calls[f"{name}/torchserve"] = predict_call(client, server["url"], name, image)

@@ -475,7 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TorchServe round trips ({precision}, {threads} thread)...", flush=True)
         embedder = ClipEmbedder(model_dir, precision=precision, threads=threads)
         bare = timed(lambda: embedder.encode_pixels(pixels), args.reps, warmup=3)
-        in_process = timed(lambda: embedder.encode_images([load_rgb(image)]), args.reps, warmup=1)
+        in_process = timed(
+            lambda: embedder.encode_images([load_rgb(image, min_size=embedder.input_size)]),
+            args.reps,
+            warmup=1,
+        )
         del embedder
         trips = torchserve_round_trips(mar, image, precision, threads, args.reps)
         result["torchserve"] = {

@@ -130,14 +130,15 @@ class ClipHandler(BaseHandler):
         )
 
     def preprocess(self, data: list[Any]) -> ClipHandler.Batch:
-        """Decode every request through `load_rgb` and open_clip's transform; keep failures per row."""
+        """Decode every request through `load_rgb` (JPEGs at the model's input size) and open_clip's
+        transform; keep failures per row."""
         batch = self.Batch(size=len(data))
         images = []
         for row, request in enumerate(data):
             try:
                 kind, value = parse_request(request_body(request))
                 if kind == "image":
-                    images.append(load_rgb(value))
+                    images.append(load_rgb(value, min_size=self.embedder.input_size))
                     batch.image_rows.append(row)
                 else:
                     batch.texts.append(value)

@@ -45,14 +45,15 @@ V2_OUTPUT = "embedding"
 CONTENT_TYPES = ("image", "text")
 
 
-def decode_b64_image(value: str | bytes, where: str):
-    """A base64 string -> RGB pixels via `load_rgb`, or an error naming which element was bad."""
+def decode_b64_image(value: str | bytes, where: str, min_size: int):
+    """A base64 string -> RGB pixels via `load_rgb` (a JPEG at `min_size`, the model's input size),
+    or an error naming which element was bad."""
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"{where}: 'b64' is not valid base64: {exc}") from exc
     try:
-        return load_rgb(data)
+        return load_rgb(data, min_size=min_size)
     except FashionClipError as exc:
         exc.message = f"{where}: {exc.message}"
         raise
@@ -121,7 +122,7 @@ class ClipModel(kserve.Model):
         for row, instance in enumerate(instances):
             where = f"instances[{row}]"
             if isinstance(instance, dict) and isinstance(instance.get("b64"), str):
-                images.append(decode_b64_image(instance["b64"], where))
+                images.append(decode_b64_image(instance["b64"], where, self.embedder.input_size))
                 image_rows.append(row)
             elif isinstance(instance, dict) and isinstance(instance.get("text"), str):
                 if not instance["text"].strip():
@@ -150,7 +151,10 @@ class ClipModel(kserve.Model):
             raise InvalidInput(f"Input '{V2_INPUT}' is empty.")
         rows = list(range(len(elements)))
         if content_type == "image":
-            images = [decode_b64_image(value, f"{V2_INPUT}[{row}]") for row, value in enumerate(elements)]
+            images = [
+                decode_b64_image(value, f"{V2_INPUT}[{row}]", self.embedder.input_size)
+                for row, value in enumerate(elements)
+            ]
             vectors = self._encode(images, rows, [], [])
         else:
             texts = [value.decode("utf-8") if isinstance(value, bytes) else value for value in elements]

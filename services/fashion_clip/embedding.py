@@ -156,6 +156,12 @@ class ClipEmbedder:
         )
 
     @property
+    def input_size(self) -> int:
+        """The side of the square the model sees: decode with `load_rgb(data, min_size=input_size)`."""
+        size = self.preprocess_cfg.size
+        return max(size) if isinstance(size, (tuple, list)) else int(size)
+
+    @property
     def model_name(self) -> str:
         return self.manifest.model_name
 

@@ -95,3 +95,43 @@ def test_unlisted_format_is_unsupported() -> None:
     data = encode(Image.new("RGB", (8, 8)), "PPM")
     with pytest.raises(UnsupportedMediaType, match="Unsupported image format PPM"):
         decode_image(data)
+
+
+@pytest.mark.parametrize(
+    ("size", "decoded"),
+    [
+        ((4000, 3000), (500, 375)),  # 1/8: a phone photo
+        ((1000, 800), (500, 400)),  # 1/2: 1/4 would leave 200 < 224 rows
+        ((448, 448), (224, 224)),
+        ((447, 900), (447, 900)),  # half of 447 is under 224: full size
+    ],
+)
+def test_a_jpeg_decodes_at_the_smallest_scale_that_covers_min_size(size, decoded) -> None:
+    data = encode(gradient("RGB", size), "JPEG")
+    assert load_rgb(data, min_size=224).size == decoded
+    assert load_rgb(data).size == size
+
+
+def test_min_size_leaves_other_formats_whole_and_orientation_applies_after_it() -> None:
+    assert load_rgb(encode(gradient("RGB", (1000, 800)), "PNG"), min_size=224).size == (1000, 800)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    data = encode(Image.new("RGB", (1000, 600), (10, 20, 30)), "JPEG", exif=exif.tobytes())
+    assert load_rgb(data, min_size=224).size == (300, 500)
+
+
+def test_min_size_judges_the_pixel_limit_on_the_full_size() -> None:
+    data = encode(gradient("RGB", (1000, 800)), "JPEG")
+    with pytest.raises(InvalidImage) as refused:
+        load_rgb(data, max_pixels=500_000, min_size=224)
+    assert refused.value.message == "The image is 1000x800 pixels, over the limit of 500000 pixels."
+
+
+def test_the_scaled_decode_is_the_same_picture_at_the_models_size() -> None:
+    """What the model sees (a 224 resize) from the 1/4-scale decode and from the full decode."""
+    data = encode(gradient("RGB", (1200, 900)), "JPEG", quality=95)
+    full = np.asarray(load_rgb(data).resize((224, 224), Image.BICUBIC), dtype=np.float64)
+    scaled = load_rgb(data, min_size=224)
+    assert scaled.size == (300, 225)
+    fast = np.asarray(scaled.resize((224, 224), Image.BICUBIC), dtype=np.float64)
+    assert np.abs(full - fast).mean() < 1.0  # of 255

@@ -34,6 +34,15 @@ def jpeg_bytes() -> list[bytes]:
 
 
 @pytest.fixture(scope="session")
+def large_jpeg() -> bytes:
+    """1200x900 noise: a JPEG large enough for a scaled decode (see `load_rgb`'s `min_size`)."""
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(3).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
 def truncated_jpeg(jpeg_bytes: list[bytes]) -> bytes:
     return jpeg_bytes[0][: len(jpeg_bytes[0]) // 2]
 

@@ -59,6 +59,17 @@ def test_v1_images_and_texts_in_one_request(kserve_predictor, reference: ClipEmb
     assert_unit_rows_match(vectors, np.stack([images[0], text[0], images[1]]))
 
 
+def test_a_large_jpeg_is_decoded_at_the_models_input_size(
+    kserve_predictor, reference: ClipEmbedder, large_jpeg: bytes
+):
+    data = large_jpeg
+    response = post(kserve_predictor, "/v1/models/clip:predict", {"instances": [{"b64": b64(data)}]})
+    assert response.status_code == 200, response.text
+    expected = reference.encode_images([load_rgb(data, min_size=reference.input_size)])
+    assert_unit_rows_match(np.asarray(response.json()["predictions"]), expected)
+    assert np.abs(expected - reference.encode_images([load_rgb(data)])).max() > 1e-3
+
+
 def test_v2_images(kserve_predictor, reference: ClipEmbedder, jpeg_bytes):
     response = post(kserve_predictor, "/v2/models/clip/infer", v2_body("image", [b64(b) for b in jpeg_bytes]))
     assert response.status_code == 200, response.text

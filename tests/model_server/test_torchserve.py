@@ -55,6 +55,18 @@ def test_image_bytes_give_the_in_process_vector(torchserve, reference: ClipEmbed
     assert "MODEL_SERVER_MODEL_NAME is" not in torchserve.model_log()
 
 
+def test_a_large_jpeg_is_decoded_at_the_models_input_size(
+    torchserve, reference: ClipEmbedder, large_jpeg: bytes
+):
+    """1200x900 decodes at 1/4 scale in the DCT (300x225, still over the model's 224): the served
+    vector is the in-process vector of that decode, which the full decode's is told apart from."""
+    data = large_jpeg
+    scaled = reference.encode_images([load_rgb(data, min_size=reference.input_size)])[0]
+    full = reference.encode_images([load_rgb(data)])[0]
+    assert np.abs(scaled - full).max() > 1e-3
+    assert_answer(predict(torchserve, content=data, headers=OCTET), scaled)
+
+
 def test_base64_json_image_gives_the_same_vector(torchserve, reference: ClipEmbedder, jpeg_bytes):
     raw = predict(torchserve, content=jpeg_bytes[1], headers=OCTET)
     as_json = predict(torchserve, json={"b64": base64.b64encode(jpeg_bytes[1]).decode()})

@@ -38,7 +38,8 @@ class LocalEmbedderClient(EmbedderClient):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _embed_images(self, images: Sequence[bytes]) -> np.ndarray:
-        return self._model().encode_images([load_rgb(data) for data in images])
+        model = self._model()
+        return model.encode_images([load_rgb(data, min_size=model.input_size) for data in images])
 
     async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
         return await self._run(self._embed_images, list(images))
