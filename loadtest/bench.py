@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -43,6 +44,7 @@ import numpy as np
 import psutil
 import torch
 from annoy import AnnoyIndex
+from open_clip.tokenizer import SimpleTokenizer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling benchmarks are scripts, not a package
@@ -434,8 +436,38 @@ def serving_section(
     }
 
 
+def vocabulary_words() -> list[str]:
+    """The whole words of CLIP's BPE vocabulary (open_clip's tokenizer): queries drawn from them reach
+    every part of the text tower's token table."""
+    encoder = SimpleTokenizer().encoder
+    words = {token[:-4] for token in encoder if token.endswith("</w>")}
+    return sorted(word for word in words if word.isascii() and word.isalpha() and word.islower())
+
+
+def search_call(client: httpx.Client, url: str, words: list[str], seed: int = 0):
+    """`/search` with a new query of 8 random vocabulary words on every call."""
+    rng = random.Random(seed)
+
+    def call() -> None:
+        response = client.get(f"{url}/search", params={"q": " ".join(rng.sample(words, 8)), "k": 10})
+        response.raise_for_status()
+
+    return call
+
+
+def rss_of(java: int, workers: list[int], api: int) -> dict:
+    return {
+        "jvm": peak_rss(java),
+        "workers": [peak_rss(pid) for pid in workers],
+        "workers_cuda_only": [cuda_only_rss(pid) for pid in workers],
+        "api": peak_rss(api),
+    }
+
+
 def footprint_section(mar: Path, bundle: Path, image: bytes, args, logs: Path) -> dict:
-    """The shipped config alone: cold starts and peak RSS after serving through a 100k-item API."""
+    """The shipped config alone: cold starts and peak RSS after serving through a 100k-item API,
+    then again after `args.texts` text searches of random vocabulary words: the text tower's token
+    table is part of the weights' file map and comes in as queries use new tokens."""
     env = {"MODEL_SERVER_THREADS": str(args.server_threads)} if args.server_threads else {}
     with bench_model.running_torchserve(mar, {"clip": {}}, env) as server:
         first = time.perf_counter()
@@ -452,19 +484,22 @@ def footprint_section(mar: Path, bundle: Path, image: bytes, args, logs: Path) -
                 served = p50_and_rate(
                     recommend_call(client, api["url"], image), args.reps, args.concurrency, args.per_client
                 )
-            java, workers = torchserve_processes(server["proc"].pid)
-            result = {
-                "torchserve_ready_s": server["ready_s"],
-                "first_prediction_s": first_s,
-                "api_ready_s": api["ready_s"],
-                "recommend_100k": served,
-                "rss": {
-                    "jvm": peak_rss(java),
-                    "workers": [peak_rss(pid) for pid in workers],
-                    "workers_cuda_only": [cuda_only_rss(pid) for pid in workers],
-                    "api": peak_rss(api["proc"].pid),
-                },
-            }
+                java, workers = torchserve_processes(server["proc"].pid)
+                result = {
+                    "torchserve_ready_s": server["ready_s"],
+                    "first_prediction_s": first_s,
+                    "api_ready_s": api["ready_s"],
+                    "recommend_100k": served,
+                    "rss": rss_of(java, workers, api["proc"].pid),
+                }
+                if args.texts:
+                    search = search_call(client, api["url"], vocabulary_words())
+                    for _ in range(args.texts):
+                        search()
+                    result["rss_after_texts"] = {
+                        "texts": args.texts,
+                        **rss_of(java, workers, api["proc"].pid),
+                    }
     rss = result["rss"]
     print(
         f"  TorchServe ready in {result['torchserve_ready_s']:.1f} s, API (100k) in {result['api_ready_s']:.1f} s; "
@@ -560,6 +595,12 @@ def report(result: dict) -> str:
         f"| RSS model server (JVM + worker) | {model_server / 2**20:.0f} MiB |",
         f"| RSS API | {rss['api'] / 2**20:.0f} MiB |",
     ]
+    texts = fp.get("rss_after_texts")
+    if texts:
+        lines.append(
+            f"| RSS model server after {texts['texts']} `/search` queries of 8 random vocabulary words "
+            f"(the token table paged in) | {(texts['jvm'] + sum(texts['workers'])) / 2**20:.0f} MiB |"
+        )
     head = result["headline"]
     lines += [
         "",
@@ -578,6 +619,11 @@ def report(result: dict) -> str:
         f"| the same without CUDA-only libraries | {(model_server - sum(rss.get('workers_cuda_only', [0]))) / GIB:.2f}"
         " GiB | <= 1 GiB |",
     ]
+    if texts:
+        lines.append(
+            f"| the same after {texts['texts']} varied text queries |"
+            f" {(texts['jvm'] + sum(texts['workers'])) / GIB:.2f} GiB | - |"
+        )
     return "\n".join(lines)
 
 
@@ -598,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-client", type=int, default=8, help="requests per client in the burst")
     parser.add_argument("--catalog-count", type=int, default=120)
     parser.add_argument("--synthetic-items", type=int, default=100_000)
+    parser.add_argument(
+        "--texts", type=int, default=1000, help="text searches before the second RSS reading; 0 skips it"
+    )
     parser.add_argument("--trees", type=int, default=50)
     parser.add_argument(
         "--delays", type=int, nargs="*", default=[20, 5], help="maxBatchDelay (ms) values with batchSize 8"
@@ -649,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         "model_server_rss_bytes": result["footprint"]["rss"]["jvm"]
         + sum(result["footprint"]["rss"]["workers"]),
     }
+    if texts := result["footprint"].get("rss_after_texts"):
+        result["headline"]["model_server_rss_after_texts_bytes"] = texts["jvm"] + sum(texts["workers"])
     publish(result, args.out, report)
     return 0
 
