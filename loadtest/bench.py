@@ -400,7 +400,7 @@ def serving_section(
         client = stack.enter_context(httpx.Client(timeout=120, limits=limits))
         calls = {
             "bare": lambda: embedder.encode_pixels(pixels),
-            "in_process": lambda: embedder.encode_images([load_rgb(image, min_size=embedder.input_size)]),
+            "in_process": lambda: embedder.encode_images([embedder.load_image(image)]),
         }
         for name in variants:
             calls[f"{name}/torchserve"] = predict_call(client, server["url"], name, image)
@@ -453,6 +453,11 @@ def search_call(client: httpx.Client, url: str, words: list[str], seed: int = 0)
         response.raise_for_status()
 
     return call
+
+
+def model_server_rss(rss: dict) -> int:
+    """The model server's bytes in an `rss_of` reading: the JVM and its workers."""
+    return rss["jvm"] + sum(rss["workers"])
 
 
 def rss_of(java: int, workers: list[int], api: int) -> dict:
@@ -576,7 +581,7 @@ def report(result: dict) -> str:
         )
     fp = result["footprint"]
     rss = fp["rss"]
-    model_server = rss["jvm"] + sum(rss["workers"])
+    model_server = model_server_rss(rss)
     lines += [
         "",
         "3. Shipped config alone; peak RSS (VmHWM) after serving through the API over a synthetic"
@@ -599,7 +604,7 @@ def report(result: dict) -> str:
     if texts:
         lines.append(
             f"| RSS model server after {texts['texts']} `/search` queries of 8 random vocabulary words "
-            f"(the token table paged in) | {(texts['jvm'] + sum(texts['workers'])) / 2**20:.0f} MiB |"
+            f"(the token table paged in) | {model_server_rss(texts) / 2**20:.0f} MiB |"
         )
     head = result["headline"]
     lines += [
@@ -622,7 +627,7 @@ def report(result: dict) -> str:
     if texts:
         lines.append(
             f"| the same after {texts['texts']} varied text queries |"
-            f" {(texts['jvm'] + sum(texts['workers'])) / GIB:.2f} GiB | - |"
+            f" {model_server_rss(texts) / GIB:.2f} GiB | - |"
         )
     return "\n".join(lines)
 
@@ -695,11 +700,10 @@ def main(argv: list[str] | None = None) -> int:
         "torchserve_over_forward": shipped["torchserve"]["p50_s"] / result["bare_forward_s"],
         "recommend_over_forward": shipped["recommend"]["p50_s"] / result["bare_forward_s"],
         "batching_gain": shipped["recommend"]["per_s"] / unbatched["recommend"]["per_s"],
-        "model_server_rss_bytes": result["footprint"]["rss"]["jvm"]
-        + sum(result["footprint"]["rss"]["workers"]),
+        "model_server_rss_bytes": model_server_rss(result["footprint"]["rss"]),
     }
     if texts := result["footprint"].get("rss_after_texts"):
-        result["headline"]["model_server_rss_after_texts_bytes"] = texts["jvm"] + sum(texts["workers"])
+        result["headline"]["model_server_rss_after_texts_bytes"] = model_server_rss(texts)
     publish(result, args.out, report)
     return 0
 

@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder = ClipEmbedder(model_dir, precision=precision, threads=threads)
         bare = timed(lambda: embedder.encode_pixels(pixels), args.reps, warmup=3)
         in_process = timed(
-            lambda: embedder.encode_images([load_rgb(image, min_size=embedder.input_size)]),
+            lambda: embedder.encode_images([embedder.load_image(image)]),
             args.reps,
             warmup=1,
         )

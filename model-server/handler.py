@@ -26,7 +26,6 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from fashion_clip.embedding import ClipEmbedder
 from fashion_clip.errors import FashionClipError, InvalidInput
-from fashion_clip.images import load_rgb
 from fashion_clip.settings import load_model_server_settings
 
 logger = logging.getLogger("fashion_clip.model_server")
@@ -130,15 +129,15 @@ class ClipHandler(BaseHandler):
         )
 
     def preprocess(self, data: list[Any]) -> ClipHandler.Batch:
-        """Decode every request through `load_rgb` (JPEGs at the model's input size) and open_clip's
-        transform; keep failures per row."""
+        """Decode every request (`ClipEmbedder.load_image`: `load_rgb`, JPEGs at the model's input size)
+        and run open_clip's transform; keep failures per row."""
         batch = self.Batch(size=len(data))
         images = []
         for row, request in enumerate(data):
             try:
                 kind, value = parse_request(request_body(request))
                 if kind == "image":
-                    images.append(load_rgb(value, min_size=self.embedder.input_size))
+                    images.append(self.embedder.load_image(value))
                     batch.image_rows.append(row)
                 else:
                     batch.texts.append(value)

@@ -34,7 +34,6 @@ from kserve import model_server as kserve_model_server
 
 from fashion_clip.embedding import ClipEmbedder
 from fashion_clip.errors import FashionClipError, InvalidInput
-from fashion_clip.images import load_rgb
 from fashion_clip.settings import SettingsError, load_model_server_settings
 
 logger = logging.getLogger("fashion_clip.model_server")
@@ -45,15 +44,15 @@ V2_OUTPUT = "embedding"
 CONTENT_TYPES = ("image", "text")
 
 
-def decode_b64_image(value: str | bytes, where: str, min_size: int):
-    """A base64 string -> RGB pixels via `load_rgb` (a JPEG at `min_size`, the model's input size),
-    or an error naming which element was bad."""
+def decode_b64_image(value: str | bytes, where: str, embedder: ClipEmbedder):
+    """A base64 string -> RGB pixels via `embedder.load_image`, or an error naming which element was
+    bad."""
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"{where}: 'b64' is not valid base64: {exc}") from exc
     try:
-        return load_rgb(data, min_size=min_size)
+        return embedder.load_image(data)
     except FashionClipError as exc:
         exc.message = f"{where}: {exc.message}"
         raise
@@ -122,7 +121,7 @@ class ClipModel(kserve.Model):
         for row, instance in enumerate(instances):
             where = f"instances[{row}]"
             if isinstance(instance, dict) and isinstance(instance.get("b64"), str):
-                images.append(decode_b64_image(instance["b64"], where, self.embedder.input_size))
+                images.append(decode_b64_image(instance["b64"], where, self.embedder))
                 image_rows.append(row)
             elif isinstance(instance, dict) and isinstance(instance.get("text"), str):
                 if not instance["text"].strip():
@@ -152,7 +151,7 @@ class ClipModel(kserve.Model):
         rows = list(range(len(elements)))
         if content_type == "image":
             images = [
-                decode_b64_image(value, f"{V2_INPUT}[{row}]", self.embedder.input_size)
+                decode_b64_image(value, f"{V2_INPUT}[{row}]", self.embedder)
                 for row, value in enumerate(elements)
             ]
             vectors = self._encode(images, rows, [], [])

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from fashion_clip._openclip import PreprocessCfg, convert_weights_to_lp, image_transform_v2, open_clip
 from fashion_clip.errors import InvalidInput
+from fashion_clip.images import load_rgb
 from fashion_clip.modeldir import WEIGHTS_FILE, ModelManifest, read_config, read_manifest
 
 logger = logging.getLogger("fashion_clip.embedding")
@@ -157,9 +158,13 @@ class ClipEmbedder:
 
     @property
     def input_size(self) -> int:
-        """The side of the square the model sees: decode with `load_rgb(data, min_size=input_size)`."""
+        """The side of the square the model sees."""
         size = self.preprocess_cfg.size
         return max(size) if isinstance(size, (tuple, list)) else int(size)
+
+    def load_image(self, data: bytes) -> Image.Image:
+        """Image bytes -> RGB pixels for this model: `load_rgb`, a JPEG decoded at `input_size`."""
+        return load_rgb(data, min_size=self.input_size)
 
     @property
     def model_name(self) -> str:

@@ -105,5 +105,5 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS, min_size: int | None = None) -> Image.Image:
     """`decode_image` then `to_rgb`: the one way bytes become model input pixels. Model paths pass
-    the model's input size as `min_size` (`ClipEmbedder.input_size`)."""
+    the model's input size as `min_size`: `ClipEmbedder.load_image`."""
     return to_rgb(decode_image(data, max_pixels=max_pixels, min_size=min_size))

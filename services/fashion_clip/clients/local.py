@@ -10,7 +10,6 @@ import numpy as np
 
 from fashion_clip.clients.base import EmbedderClient, ModelInfo
 from fashion_clip.clients.config import EmbedderSettings
-from fashion_clip.images import load_rgb
 
 
 class LocalEmbedderClient(EmbedderClient):
@@ -39,7 +38,7 @@ class LocalEmbedderClient(EmbedderClient):
 
     def _embed_images(self, images: Sequence[bytes]) -> np.ndarray:
         model = self._model()
-        return model.encode_images([load_rgb(data, min_size=model.input_size) for data in images])
+        return model.encode_images([model.load_image(data) for data in images])
 
     async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
         return await self._run(self._embed_images, list(images))
